@@ -1,0 +1,35 @@
+# MedCycleGAN workflow: raw CQ500 CT and OASIS-3 MR/PET -> subject-split TFRecords
+# -> CasNet CycleGAN training (MR->CT, PET->CT) -> example grids.
+#
+#   snakemake -j8 results/mr2ct/examples.png     # the main command
+#   snakemake -j8 preprocess                     # only the TFRecords and QC
+#   snakemake -n                                 # what would run, and why
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/demo.smk"
+include: "rules/preprocess.smk"
+include: "rules/dataset.smk"
+
+
+if Path(workflow.basedir, "rules", "train.smk").exists():
+
+    include: "rules/train.smk"
+
+
+rule all:
+    input:
+        preprocessing_targets(),
+        training_targets(),
+    default_target: True
+
+
+rule preprocess:
+    input:
+        preprocessing_targets(),

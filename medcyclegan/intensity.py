@@ -1,0 +1,37 @@
+"""Intensity mapping to [-1, 1] without losing the physical scale.
+
+Every mapping is linear between ``value_lo`` (-> -1) and ``value_hi`` (-> +1), stored with
+each slice, so HU (CT) or scanner units (MR, PET) can be restored exactly inside the window.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def ct_window(window_hu) -> tuple[float, float]:
+    lo, hi = (float(v) for v in window_hu)
+    if not hi > lo:
+        raise ValueError(f"CT window must be increasing, got {window_hu}")
+    return lo, hi
+
+
+def percentile_window(values: np.ndarray, percentiles) -> tuple[float, float]:
+    """Robust window from percentiles of the in-mask values (nnU-Net style)."""
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        raise ValueError("no values inside the mask to compute a percentile window from")
+    lo, hi = np.percentile(values, percentiles)
+    if not hi > lo:
+        raise ValueError(f"degenerate intensity window [{lo}, {hi}] (constant image inside the mask?)")
+    return float(lo), float(hi)
+
+
+def to_unit_range(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    x = np.clip(np.asarray(x, dtype=np.float32), lo, hi)
+    return (2.0 * (x - lo) / (hi - lo) - 1.0).astype(np.float32)
+
+
+def to_physical(y: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    return (lo + (np.asarray(y, dtype=np.float32) + 1.0) * 0.5 * (hi - lo)).astype(np.float32)

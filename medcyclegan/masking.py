@@ -1,0 +1,95 @@
+"""Automated head mask: replaces the original project's manual removal of the noise around the skull.
+
+Recipe (scikit-image / SciPy): smooth, threshold (fixed level or Otsu), fill holes slice by
+slice, open to cut thin bridges (CT headrest, table, noise specks), keep the largest 3D
+connected component, close, fill holes again. Morphology uses Euclidean distance maps with
+the voxel spacing, so radii are true millimetres on anisotropic grids and cost O(N).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+from skimage import filters, measure
+
+
+@dataclass(frozen=True)
+class MaskParams:
+    threshold: float | str = "otsu"
+    threshold_scale: float = 1.0
+    smoothing_sigma_mm: float = 1.0
+    opening_radius_mm: float = 3.0
+    closing_radius_mm: float = 3.0
+    min_component_fraction: float = 0.0
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "MaskParams":
+        return cls(**cfg)
+
+
+def _erode(mask: np.ndarray, radius: float, sampling) -> np.ndarray:
+    if radius <= 0:
+        return mask
+    return ndimage.distance_transform_edt(mask, sampling=sampling) > radius
+
+
+def _dilate(mask: np.ndarray, radius: float, sampling) -> np.ndarray:
+    if radius <= 0:
+        return mask
+    return ndimage.distance_transform_edt(~mask, sampling=sampling) <= radius
+
+
+def fill_holes_axial(mask: np.ndarray) -> np.ndarray:
+    """Fill holes in every axial slice (the skull's interior, sinuses, ear canals)."""
+    out = np.empty_like(mask)
+    for k in range(mask.shape[0]):
+        out[k] = ndimage.binary_fill_holes(mask[k])
+    return out
+
+
+def threshold_value(smoothed: np.ndarray, params: MaskParams) -> float:
+    if isinstance(params.threshold, str):
+        if params.threshold != "otsu":
+            raise ValueError(f"unknown threshold method {params.threshold!r}")
+        values = smoothed[np.isfinite(smoothed)]
+        if values.size > 2_000_000:  # Otsu on a subsample: same histogram, less time
+            values = values[:: values.size // 2_000_000 + 1]
+        return float(filters.threshold_otsu(values)) * params.threshold_scale
+    return float(params.threshold)
+
+
+def head_mask(volume: np.ndarray, spacing_zyx, params: MaskParams) -> tuple[np.ndarray, dict]:
+    """Boolean head mask of a ``[z, y, x]`` volume with voxel spacing ``spacing_zyx`` (mm).
+
+    Returns the mask and a dict of what was done (threshold used, voxels kept/removed).
+    """
+    spacing = np.asarray(spacing_zyx, dtype=float)
+    volume = np.asarray(volume, dtype=np.float32)
+    sigma = params.smoothing_sigma_mm / spacing if params.smoothing_sigma_mm > 0 else 0
+    smoothed = ndimage.gaussian_filter(volume, sigma) if np.any(sigma) else volume
+    thr = threshold_value(smoothed, params)
+    above = smoothed > thr
+    mask = fill_holes_axial(above)
+    mask = _dilate(_erode(mask, params.opening_radius_mm, spacing), params.opening_radius_mm, spacing)
+    labels = measure.label(mask, connectivity=1)
+    info = {"threshold": thr, "voxels_above_threshold": int(above.sum())}
+    if labels.max() == 0:
+        info.update(components=0, kept_voxels=0)
+        return np.zeros_like(mask), info
+    counts = np.bincount(labels.ravel())
+    counts[0] = 0
+    largest = counts.max()
+    keep = np.flatnonzero(counts >= max(largest * params.min_component_fraction, 1)) if params.min_component_fraction > 0 else [counts.argmax()]
+    mask = np.isin(labels, keep)
+    mask = _erode(_dilate(mask, params.closing_radius_mm, spacing), params.closing_radius_mm, spacing)
+    mask = fill_holes_axial(mask)
+    info.update(
+        components=int(labels.max()),
+        components_kept=len(keep),
+        kept_voxels=int(mask.sum()),
+        removed_above_threshold=int((above & ~mask).sum()),
+        volume_ml=float(mask.sum() * np.prod(spacing) / 1000.0),
+    )
+    return mask, info

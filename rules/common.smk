@@ -1,0 +1,100 @@
+# Shared helpers: config validation, data discovery (folder names only) and target lists.
+import sys
+from pathlib import Path
+
+sys.path.insert(0, workflow.basedir)
+
+from snakemake.exceptions import WorkflowError
+
+from medcyclegan import demo, discovery
+from medcyclegan.config import ConfigError, validate_config
+from medcyclegan.split import volumes_in
+
+try:
+    validate_config(config, source="config")
+except ConfigError as err:
+    raise WorkflowError(str(err)) from None
+
+RESULTS = config["results_dir"]
+DEMO = f"{RESULTS}/demo"
+MODALITIES = ("ct", "mr", "pet")
+TASKS = {"mr2ct": "mr", "pet2ct": "pet"}
+
+
+wildcard_constraints:
+    modality="ct|mr|pet",
+    split="train|test",
+    volume=discovery.WILDCARD_REGEX,
+    task="|".join(TASKS),
+
+
+def using_demo(modality):
+    return not config["data"][f"{modality}_dir"]
+
+
+def demo_ids(modality):
+    d = config["demo"]
+    if modality == "ct":
+        return demo.ct_study_ids(d["n_ct_subjects"])
+    if modality == "mr":
+        return demo.mr_session_ids(d["n_mr_subjects"], d["seed"])
+    return demo.pet_session_ids(d["n_pet_subjects"], d["seed"])
+
+
+def discover(modality):
+    """volume id -> raw study/session folder, from folder names only."""
+    if using_demo(modality):
+        return {v: f"{DEMO}/raw/{modality}/{v}" for v in demo_ids(modality)}
+    root = config["data"][f"{modality}_dir"]
+    try:
+        if modality == "ct":
+            return discovery.find_ct_studies(root)
+        kinds = {"MR"} if modality == "mr" else set(config["pet"]["windows_min"])
+        return discovery.find_oasis_sessions(root, kinds)
+    except (FileNotFoundError, ValueError) as err:
+        raise WorkflowError(f"data.{modality}_dir: {err}") from None
+
+
+VOLUMES = {m: discover(m) for m in MODALITIES}
+for _m in MODALITIES:
+    if len(VOLUMES[_m]) < 2:
+        raise WorkflowError(
+            f"{_m}: found {len(VOLUMES[_m])} volume(s) under "
+            f"{config['data'][_m + '_dir'] or 'the demo dataset'}; a train/test split needs at least 2"
+        )
+
+
+def split_volumes(modality, split):
+    return volumes_in(
+        VOLUMES[modality],
+        split,
+        seed=config["split"]["seed"],
+        test_fraction=config["split"]["test_fraction"],
+    )
+
+
+def slices_npz(modality, volumes):
+    return [f"{RESULTS}/slices/{modality}/{v}.npz" for v in volumes]
+
+
+def ground_truth_npz(wildcards):
+    """Paired true-CT slices of the TEST volumes of a task's source modality (demo only)."""
+    src = TASKS[wildcards.task]
+    if not using_demo(src):
+        return []
+    return [f"{RESULTS}/ground_truth/{src}/{v}.npz" for v in split_volumes(src, "test")]
+
+
+def preprocessing_targets():
+    return (
+        [f"{RESULTS}/tfrecords/{m}/{s}.tfrecord" for m in MODALITIES for s in ("train", "test")]
+        + [f"{RESULTS}/qc/{m}_slices.csv" for m in MODALITIES]
+        + [f"{RESULTS}/qc/{m}_preview.png" for m in MODALITIES]
+        + [f"{RESULTS}/splits/{m}.csv" for m in MODALITIES]
+    )
+
+
+def training_targets():
+    if not Path(workflow.basedir, "rules", "train.smk").exists():
+        return []
+    return [f"{RESULTS}/{t}/examples.png" for t in TASKS]

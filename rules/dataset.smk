@@ -1,0 +1,76 @@
+# Aggregations per modality: subject-level split, TFRecords, QC tables and previews.
+
+
+rule split:
+    # no file input: the split depends only on the volume ids and the split settings
+    output:
+        f"{RESULTS}/splits/{{modality}}.csv",
+    params:
+        volumes=lambda w: sorted(VOLUMES[w.modality]),
+        seed=config["split"]["seed"],
+        test_fraction=config["split"]["test_fraction"],
+    log:
+        "logs/split/{modality}.log",
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    script:
+        "../workflow_scripts/split.py"
+
+
+rule tfrecords:
+    input:
+        npz=lambda w: slices_npz(w.modality, split_volumes(w.modality, w.split)),
+        split=f"{RESULTS}/splits/{{modality}}.csv",
+    output:
+        f"{RESULTS}/tfrecords/{{modality}}/{{split}}.tfrecord",
+    log:
+        "logs/tfrecords/{modality}_{split}.log",
+    benchmark:
+        "logs/benchmarks/tfrecords/{modality}_{split}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    script:
+        "../workflow_scripts/tfrecords.py"
+
+
+rule qc_slice_table:
+    input:
+        tables=lambda w: [f"{RESULTS}/slices/{w.modality}/{v}.csv" for v in sorted(VOLUMES[w.modality])],
+        split=f"{RESULTS}/splits/{{modality}}.csv",
+    output:
+        f"{RESULTS}/qc/{{modality}}_slices.csv",
+    log:
+        "logs/qc_slice_table/{modality}.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../workflow_scripts/qc_slice_table.py"
+
+
+def preview_volumes(wildcards):
+    return sorted(VOLUMES[wildcards.modality])[: config["qc"]["preview_subjects"]]
+
+
+rule qc_preview:
+    input:
+        volumes=lambda w: [f"{RESULTS}/volumes/{w.modality}/{v}.nii.gz" for v in preview_volumes(w)],
+        masks=lambda w: [f"{RESULTS}/masks/{w.modality}/{v}.nii.gz" for v in preview_volumes(w)],
+        npz=lambda w: slices_npz(w.modality, preview_volumes(w)),
+    output:
+        f"{RESULTS}/qc/{{modality}}_preview.png",
+    params:
+        n_slices=config["qc"]["preview_slices"],
+    log:
+        "logs/qc_preview/{modality}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=5,
+    script:
+        "../workflow_scripts/qc_preview.py"

@@ -1,0 +1,24 @@
+# Snakemake script: unpacks the rule's arguments and calls the medcyclegan package.
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821 (injected by Snakemake)
+
+from medcyclegan.logutil import job_logging  # noqa: E402
+
+from medcyclegan import demo  # noqa: E402
+
+smk = snakemake  # noqa: F821
+with job_logging(smk.log[0]) as log:
+    p = smk.params
+    if smk.rule == "demo_ct_study":
+        root = Path(smk.output[0]).parent
+        out = demo.write_ct_study(root, p.index, p.seed, matrix=p.matrix, thin_mm=p.thin_mm, thick_mm=p.thick_mm)
+    else:
+        root = Path(smk.output.session).parent
+        gt_root = Path(smk.output.ground_truth).parent
+        write = demo.write_mr_session if smk.rule == "demo_mr_session" else demo.write_pet_session
+        out = write(root, gt_root, p.index, p.seed)
+    if Path(out) != Path(smk.output[0]):
+        raise RuntimeError(f"demo writer produced {out}, expected {smk.output[0]}")
+    log.info("wrote %s", out)

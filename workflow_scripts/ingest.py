@@ -1,0 +1,24 @@
+# Snakemake script: unpacks the rule's arguments and calls the medcyclegan package.
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821 (injected by Snakemake)
+
+from medcyclegan.logutil import job_logging  # noqa: E402
+
+import SimpleITK as sitk  # noqa: E402
+
+from medcyclegan import pipeline  # noqa: E402
+
+smk = snakemake  # noqa: F821
+sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(smk.threads)
+with job_logging(smk.log[0]):
+    pipeline.ingest(
+        smk.wildcards.modality,
+        smk.input.source,
+        smk.wildcards.volume,
+        smk.output.volume,
+        smk.output.info,
+        spacing_mm=smk.params.spacing_mm,
+        **smk.params.settings,
+    )
