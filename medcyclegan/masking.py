@@ -30,13 +30,13 @@ class MaskParams:
 
 
 def _erode(mask: np.ndarray, radius: float, sampling) -> np.ndarray:
-    if radius <= 0:
+    if radius <= 0 or not mask.any():
         return mask
     return ndimage.distance_transform_edt(mask, sampling=sampling) > radius
 
 
 def _dilate(mask: np.ndarray, radius: float, sampling) -> np.ndarray:
-    if radius <= 0:
+    if radius <= 0 or not mask.any():
         return mask
     return ndimage.distance_transform_edt(~mask, sampling=sampling) <= radius
 
