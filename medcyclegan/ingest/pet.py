@@ -1,0 +1,486 @@
+"""OASIS-3 PET: frame timing, tracer, frame window, summed static image in LPS space.
+
+OASIS-3 PET files are raw dynamic 4D NIfTI (``petN/[NIFTI/]sub-..._acq-PIB_pet.nii.gz``). A static
+image is made by summing the frames of the tracer's protocol window (minutes after injection,
+config ``pet.windows_min``: PIB 30-60, AV45 50-70, FDG 30-60):
+
+* frame timing comes from the JSON sidecar, either BIDS ``FrameTimesStart`` + ``FrameDuration``
+  (seconds; ``InjectionStart``, when given, is subtracted so that times are relative to the
+  injection), or the old draft layout ``"FrameTimes": {"Labels": [...], "Units": [...],
+  "Values": [[start, (end), duration], ...]}`` (also accepted nested under ``"Time"``); the
+  Labels pick the columns when present, Units ("s", "m"/"min", "ms") are honoured;
+* with timing: the frames lying entirely inside the window (1 s tolerance) are used, and they must
+  cover at least ``min_window_coverage`` of the window (else :class:`IngestError`);
+* without timing: a frame-index window (``fallback_frames``, a Python slice ``(start, stop)``,
+  negatives counting from the end; default the last 4 frames) is used, and ``info`` says so.
+
+Summation: a PLAIN sum of the selected frames' voxel values (not weighted by frame duration),
+which is how the static images are made from the frames here; the absolute scale does not
+matter downstream (PET intensities are normalised by percentiles inside the head mask).
+
+A 3D PET file (already static) is accepted as is, with ``info["static"] = True``.
+
+Geometry: the 4D file is read with nibabel; its spatial affine (sform if set, else qform),
+converted RAS -> LPS, gives origin/spacing/direction of the 3D result (checked: oriented,
+orthogonal, finite; see :func:`medcyclegan.ingest.oasis.nifti_affine_lps`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import SimpleITK as sitk
+
+from . import IngestError
+from .oasis import (
+    _find,
+    _rel,
+    find_pet,
+    geometry_info,
+    load_sidecar,
+    nifti_affine_lps,
+    parse_session_name,
+)
+
+__all__ = [
+    "DEFAULT_WINDOWS_MIN",
+    "frame_timing",
+    "tracer_of",
+    "select_frames",
+    "sum_pet",
+    "ingest_pet_session",
+    "find_pet",
+]
+
+DEFAULT_WINDOWS_MIN = {"PIB": (30.0, 60.0), "AV45": (50.0, 70.0), "FDG": (30.0, 60.0)}
+DEFAULT_FALLBACK_FRAMES = (-4, None)
+TOLERANCE_S = 1.0
+
+_UNIT_SECONDS = {
+    "s": 1.0, "sec": 1.0, "secs": 1.0, "second": 1.0, "seconds": 1.0,
+    "m": 60.0, "min": 60.0, "mins": 60.0, "minute": 60.0, "minutes": 60.0,
+    "ms": 1e-3, "msec": 1e-3, "millisecond": 1e-3, "milliseconds": 1e-3,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# frame timing
+# --------------------------------------------------------------------------------------------
+
+def _num_list(value: Any, what: str) -> np.ndarray:
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise IngestError(f"sidecar {what} is not a list of numbers: {value!r}") from exc
+    if arr.ndim == 0:
+        arr = arr.reshape(1)
+    if arr.ndim != 1 or not np.all(np.isfinite(arr)):
+        raise IngestError(f"sidecar {what} is not a flat list of finite numbers: {value!r}")
+    return arr
+
+
+def _unit_factor(unit: Any, what: str) -> float:
+    key = str(unit).strip().lower()
+    if key not in _UNIT_SECONDS:
+        raise IngestError(f"sidecar {what}: unknown time unit {unit!r} (expected s, min or ms).")
+    return _UNIT_SECONDS[key]
+
+
+def _draft_columns(frame_times: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    values = frame_times.get("Values")
+    if values is None:
+        raise IngestError("sidecar FrameTimes has no 'Values'.")
+    try:
+        table = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise IngestError(f"sidecar FrameTimes.Values is not a numeric table: {values!r}") from exc
+    if table.ndim == 1:
+        table = table.reshape(1, -1)
+    if table.ndim != 2 or table.shape[1] not in (2, 3) or not np.all(np.isfinite(table)):
+        raise IngestError(
+            f"sidecar FrameTimes.Values must be rows [start, (end), duration]; got shape {table.shape}."
+        )
+    ncol = table.shape[1]
+    units = frame_times.get("Units")
+    if units is not None:
+        units = [units] * ncol if isinstance(units, str) else list(units)
+        if len(units) != ncol:
+            raise IngestError(f"sidecar FrameTimes.Units has {len(units)} entries for {ncol} columns.")
+        table = table * np.array([_unit_factor(u, "FrameTimes.Units") for u in units])
+    labels = frame_times.get("Labels")
+    col: dict[str, int] = {}
+    if labels is not None:
+        labels = [str(x).lower() for x in (labels if isinstance(labels, (list, tuple)) else [labels])]
+        if len(labels) != ncol:
+            raise IngestError(f"sidecar FrameTimes.Labels {labels} do not match {ncol} columns.")
+        for i, lab in enumerate(labels):
+            if "start" in lab or lab in ("begin", "t0"):
+                col["start"] = i
+            elif "end" in lab or "stop" in lab:
+                col["end"] = i
+            elif "dur" in lab or "length" in lab:
+                col["duration"] = i
+        if "start" not in col or not ({"end", "duration"} & set(col)):
+            raise IngestError(
+                f"sidecar FrameTimes.Labels {labels}: need a start column and an end or duration column."
+            )
+        how = f"FrameTimes (Labels {labels})"
+    else:
+        col = {"start": 0, "end": 1, "duration": 2} if ncol == 3 else {"start": 0, "duration": 1}
+        how = "FrameTimes (no Labels: rows [start, end, duration])" if ncol == 3 else \
+            "FrameTimes (no Labels: rows [start, duration])"
+    start = table[:, col["start"]]
+    end = table[:, col["end"]] if "end" in col else None
+    dur = table[:, col["duration"]] if "duration" in col else None
+    if dur is None:
+        dur = end - start
+    if end is None:
+        end = start + dur
+    if not np.allclose(start + dur, end, atol=TOLERANCE_S):
+        bad = int(np.argmax(np.abs(start + dur - end)))
+        raise IngestError(
+            f"sidecar FrameTimes: frame {bad} has start {start[bad]:g} s + duration {dur[bad]:g} s "
+            f"!= end {end[bad]:g} s; the columns are not [start, end, duration]. Add Labels to the "
+            f"sidecar or remove the timing to use the fallback frames."
+        )
+    return start, dur, end, how
+
+
+def frame_timing(sidecar: Mapping[str, Any] | None) -> pd.DataFrame | None:
+    """Frame times in seconds after injection from a PET sidecar, or None when it has none.
+
+    Returns a DataFrame with one row per frame and columns ``start_s``, ``duration_s``,
+    ``end_s``; ``df.attrs["source"]`` says which layout was read and ``df.attrs["offset_s"]``
+    the InjectionStart that was subtracted. Inconsistent timing (negative durations,
+    overlapping frames, mismatched lists) raises :class:`IngestError`.
+    """
+    if not sidecar:
+        return None
+    offset = 0.0
+    if "FrameTimesStart" in sidecar or "FrameDuration" in sidecar:
+        if "FrameTimesStart" not in sidecar or "FrameDuration" not in sidecar:
+            raise IngestError("sidecar has only one of FrameTimesStart / FrameDuration; both are needed.")
+        start = _num_list(sidecar["FrameTimesStart"], "FrameTimesStart")
+        dur = _num_list(sidecar["FrameDuration"], "FrameDuration")
+        if start.size != dur.size:
+            raise IngestError(
+                f"sidecar FrameTimesStart has {start.size} entries but FrameDuration {dur.size}."
+            )
+        end = start + dur
+        source = "BIDS FrameTimesStart/FrameDuration (s)"
+        inj = sidecar.get("InjectionStart")
+        if isinstance(inj, (int, float)) and not isinstance(inj, bool) and math.isfinite(inj) and inj != 0:
+            offset = float(inj)
+            source += f", minus InjectionStart {offset:g} s"
+    else:
+        ft = sidecar.get("FrameTimes")
+        if ft is None and isinstance(sidecar.get("Time"), Mapping):
+            ft = sidecar["Time"].get("FrameTimes")
+        if ft is None:
+            return None
+        if not isinstance(ft, Mapping):
+            ft = {"Values": ft}
+        start, dur, end, source = _draft_columns(ft)
+    if start.size == 0:
+        return None
+    start, end = start - offset, end - offset
+    if np.any(dur <= 0):
+        raise IngestError(f"sidecar frame timing has non-positive durations: {dur.tolist()}")
+    if np.any(start[1:] < end[:-1] - TOLERANCE_S):
+        k = int(np.argmax(start[1:] < end[:-1] - TOLERANCE_S))
+        raise IngestError(
+            f"sidecar frame timing: frame {k + 1} starts at {start[k + 1]:g} s before frame {k} ends "
+            f"({end[k]:g} s): overlapping frames or wrong units ({source})."
+        )
+    df = pd.DataFrame({"start_s": start, "duration_s": dur, "end_s": end})
+    df.attrs["source"] = source
+    df.attrs["offset_s"] = offset
+    return df
+
+
+# --------------------------------------------------------------------------------------------
+# tracer
+# --------------------------------------------------------------------------------------------
+
+_TRACER_SYNONYMS = [
+    ("PIB", ("PIB", "PITTSBURGH")),
+    ("AV45", ("AV45", "FLORBETAPIR", "AMYVID")),
+    ("FDG", ("FDG", "FLUORODEOXYGLUCOSE", "DEOXYGLUCOSE")),
+    ("AV1451", ("AV1451", "FLORTAUCIPIR", "TAUVID")),
+    ("FBB", ("FBB", "FLORBETABEN")),
+]
+
+
+def normalise_tracer(value: Any) -> str | None:
+    """'[11C]PIB' -> 'PIB', 'Florbetapir'/'AV-45' -> 'AV45', 'FDG' ...; None for empty."""
+    if value is None:
+        return None
+    text = re.sub(r"[^A-Z0-9]", "", str(value).upper())
+    if not text:
+        return None
+    for name, keys in _TRACER_SYNONYMS:
+        if any(k in text for k in keys):
+            return name
+    return text
+
+
+def tracer_of(session_name: str | os.PathLike, sidecar: Mapping[str, Any] | None,
+              filename: str | os.PathLike | None = None) -> str:
+    """The PET tracer, from the session folder name (``OAS31463_PIB_d0364``), an ``acq-<tracer>``
+    entity in the session or file name, and the sidecar's ``TracerName`` /
+    ``Radiopharmaceutical``. Sources that disagree, or no source at all, raise
+    :class:`IngestError`."""
+    found: dict[str, str] = {}
+    base = Path(str(session_name).rstrip("/\\")).name
+    try:
+        mod = parse_session_name(base)["modality_or_tracer"]
+        if mod.upper() not in ("MR", "CT", "PET", "PT"):
+            found["session folder"] = normalise_tracer(mod)
+    except IngestError:
+        pass
+    for label, text in (("session name", base), ("file name", Path(filename).name if filename else "")):
+        m = re.search(r"(?:^|_)acq-([A-Za-z0-9]+)", text)
+        if m:
+            found[f"acq- in {label}"] = normalise_tracer(m.group(1))
+    for key in ("TracerName", "Radiopharmaceutical", "RadiopharmaceuticalName"):
+        if sidecar and sidecar.get(key):
+            found[f"sidecar {key}"] = normalise_tracer(sidecar[key])
+    found = {k: v for k, v in found.items() if v}
+    values = set(found.values())
+    if not values:
+        raise IngestError(
+            f"{session_name}: cannot tell the PET tracer (no '_<TRACER>_d' session name, no 'acq-' "
+            f"entity, no sidecar TracerName). Rename the session folder like 'OAS31463_PIB_d0364'."
+        )
+    if len(values) > 1:
+        raise IngestError(
+            f"{session_name}: the PET tracer sources disagree: {found}. Check which tracer this is."
+        )
+    return values.pop()
+
+
+# --------------------------------------------------------------------------------------------
+# frame selection
+# --------------------------------------------------------------------------------------------
+
+def _fmt_frames(timing: pd.DataFrame, idx: Sequence[int] | None = None, limit: int = 60) -> str:
+    rows = timing if idx is None else timing.iloc[list(idx)]
+    parts = [f"{i}: {r.start_s / 60:.2f}-{r.end_s / 60:.2f}" for i, r in zip(rows.index, rows.itertuples())]
+    if len(parts) > limit:
+        parts = parts[: limit // 2] + ["..."] + parts[-limit // 2:]
+    return "[" + ", ".join(parts) + "] min"
+
+
+def select_frames(
+    timing: pd.DataFrame | None,
+    n_frames: int,
+    window_min: Sequence[float] | None,
+    fallback_frames: Sequence[int | None] = DEFAULT_FALLBACK_FRAMES,
+    min_window_coverage: float = 0.5,
+    *,
+    tolerance_s: float = TOLERANCE_S,
+) -> tuple[list[int], str]:
+    """Indices of the frames to sum, and a sentence saying which rule chose them.
+
+    With ``timing`` (from :func:`frame_timing`; it must list ``n_frames`` frames): the frames
+    lying entirely inside ``window_min = (start, end)`` minutes, with ``tolerance_s``; their
+    summed duration must be >= ``min_window_coverage`` x the window length, else
+    :class:`IngestError`. Without timing: ``range(n_frames)[slice(*fallback_frames)]``.
+    """
+    n_frames = int(n_frames)
+    if n_frames < 1:
+        raise IngestError(f"PET has {n_frames} frames.")
+    if timing is None:
+        fb = list(fallback_frames) if fallback_frames is not None else [None, None]
+        if len(fb) != 2:
+            raise IngestError(f"fallback_frames must be (start, stop), got {fallback_frames!r}.")
+        sl = slice(*(None if v is None else int(v) for v in fb))
+        idx = list(range(n_frames))[sl]
+        if not idx:
+            raise IngestError(
+                f"no frame timing in the sidecar and the fallback frame slice [{fb[0]}:{fb[1]}] "
+                f"selects no frame of {n_frames}. Adjust pet.fallback_frames."
+            )
+        return idx, (
+            f"no frame timing in the sidecar: fallback frame slice [{fb[0]}:{fb[1]}] of {n_frames} "
+            f"frames -> frames {idx} (frame times unknown)"
+        )
+    if len(timing) != n_frames:
+        raise IngestError(
+            f"the sidecar's frame timing lists {len(timing)} frames but the image has {n_frames}: "
+            f"they do not belong together. Fix the sidecar or remove its timing."
+        )
+    if window_min is None or len(window_min) != 2:
+        raise IngestError(f"PET window must be (start_min, end_min), got {window_min!r}.")
+    w0, w1 = float(window_min[0]) * 60.0, float(window_min[1]) * 60.0
+    if not w1 > w0:
+        raise IngestError(f"PET window {list(window_min)} min is empty.")
+    start = timing["start_s"].to_numpy(float)
+    end = timing["end_s"].to_numpy(float)
+    dur = timing["duration_s"].to_numpy(float)
+    inside = (start >= w0 - tolerance_s) & (end <= w1 + tolerance_s)
+    idx = [int(i) for i in np.nonzero(inside)[0]]
+    covered = float(dur[inside].sum())
+    coverage = covered / (w1 - w0)
+    window_txt = f"{window_min[0]:g}-{window_min[1]:g} min"
+    if not idx or coverage < min_window_coverage:
+        hint = ""
+        if end.max() <= w0 + tolerance_s:
+            hint = (" All frames end before the window starts: the frame times may be relative to "
+                    "the scan start rather than the injection.")
+        raise IngestError(
+            f"PET frames inside the window {window_txt} cover {covered / 60:.2f} of "
+            f"{(w1 - w0) / 60:.2f} min ({coverage:.0%}) < required {min_window_coverage:.0%} "
+            f"(frames {idx}). Frame times: {_fmt_frames(timing)}.{hint} Adjust pet.windows_min / "
+            f"pet.min_window_coverage or leave this session out."
+        )
+    src = timing.attrs.get("source", "sidecar frame timing")
+    return idx, (
+        f"frame timing ({src}): {len(idx)} frames entirely inside {window_txt} "
+        f"(tolerance {tolerance_s:g} s), covering {covered / 60:.2f} of {(w1 - w0) / 60:.2f} min "
+        f"({coverage:.0%}): {_fmt_frames(timing, idx)}"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# summation
+# --------------------------------------------------------------------------------------------
+
+def _window_for(tracer: str, windows_min: Mapping[str, Sequence[float]] | None):
+    windows = windows_min if windows_min is not None else DEFAULT_WINDOWS_MIN
+    for key, value in windows.items():
+        if normalise_tracer(key) == normalise_tracer(tracer):
+            return [float(v) for v in value]
+    return None
+
+
+def _image_from_ijk(data: np.ndarray, origin, spacing, direction) -> sitk.Image:
+    img = sitk.GetImageFromArray(np.ascontiguousarray(data.transpose(2, 1, 0), dtype=np.float32))
+    img.SetOrigin(tuple(float(v) for v in origin))
+    img.SetSpacing(tuple(float(v) for v in spacing))
+    img.SetDirection(tuple(float(v) for v in np.asarray(direction).ravel()))
+    return img
+
+
+def sum_pet(
+    path: str | os.PathLike,
+    sidecar: Mapping[str, Any] | str | os.PathLike | None,
+    tracer: str,
+    windows_min: Mapping[str, Sequence[float]] | None = None,
+    fallback_frames: Sequence[int | None] = DEFAULT_FALLBACK_FRAMES,
+    min_window_coverage: float = 0.5,
+) -> tuple[sitk.Image, dict[str, Any]]:
+    """Static PET image: the plain sum of the frames selected for ``tracer`` (see module doc).
+
+    ``sidecar``: the parsed JSON (dict), its path, or None. A 3D file is returned as is.
+    ``info``: ``tracer``, ``static`` (bool), ``n_frames_in_file``, ``rule`` (sentence),
+    ``rule_used`` ("static"/"window"/"fallback"), ``window_min``, ``timing_source``,
+    ``window_coverage``, ``frames_used`` (list of ``{index, start_s, end_s, duration_s}``, times
+    None without timing), ``summation``, geometry and ``value_min``/``value_max``.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise IngestError(f"{p}: PET NIfTI file does not exist.")
+    if not isinstance(sidecar, Mapping):
+        sidecar = load_sidecar(sidecar)
+    try:
+        nimg = nib.load(str(p))
+    except Exception as exc:  # noqa: BLE001
+        raise IngestError(f"{p}: cannot read NIfTI ({exc}).") from exc
+    origin, spacing, direction = nifti_affine_lps(p, nimg)
+    shape = tuple(int(v) for v in nimg.shape)
+    info: dict[str, Any] = {"tracer": tracer, "n_frames_in_file": 1, "window_min": None,
+                            "timing_source": None, "window_coverage": None}
+    if len(shape) == 3 or (len(shape) == 4 and shape[3] == 1):
+        data = np.asarray(nimg.dataobj, dtype=np.float64).reshape(shape[:3])
+        info.update(static=True, rule_used="static",
+                    rule="3D (static) PET file: used as is, no frames summed",
+                    frames_used=[{"index": 0, "start_s": None, "end_s": None, "duration_s": None}])
+    elif len(shape) == 4:
+        n = shape[3]
+        try:
+            timing = frame_timing(sidecar)
+            window = _window_for(tracer, windows_min) if timing is not None else None
+            if timing is not None and window is None:
+                raise IngestError(
+                    f"no summation window configured for tracer '{tracer}' (pet.windows_min has "
+                    f"{sorted((windows_min or DEFAULT_WINDOWS_MIN).keys())}). Add one."
+                )
+            idx, reason = select_frames(timing, n, window, fallback_frames, min_window_coverage)
+        except IngestError as exc:
+            raise IngestError(f"{p}: {exc}") from exc
+        lo, hi = min(idx), max(idx) + 1
+        block = np.asarray(nimg.dataobj[..., lo:hi], dtype=np.float32)
+        data = np.zeros(shape[:3], dtype=np.float64)
+        for i in idx:
+            data += block[..., i - lo]
+        frames = []
+        for i in idx:
+            if timing is None:
+                frames.append({"index": i, "start_s": None, "end_s": None, "duration_s": None})
+            else:
+                r = timing.iloc[i]
+                frames.append({"index": i, "start_s": round(float(r.start_s), 3),
+                               "end_s": round(float(r.end_s), 3), "duration_s": round(float(r.duration_s), 3)})
+        info.update(
+            static=False, n_frames_in_file=n, rule=reason,
+            rule_used="window" if timing is not None else "fallback",
+            window_min=window,
+            timing_source=None if timing is None else timing.attrs.get("source"),
+            window_coverage=None if timing is None else round(
+                float(timing["duration_s"].iloc[idx].sum()) / ((window[1] - window[0]) * 60.0), 4),
+            fallback_frames=None if timing is not None else [None if v is None else int(v) for v in fallback_frames],
+            frames_used=frames,
+        )
+    else:
+        raise IngestError(f"{p}: PET image has shape {shape}; 3D or 4D (x, y, z, frames) expected.")
+    if not np.all(np.isfinite(data)):
+        raise IngestError(f"{p}: PET image contains NaN/Inf values in the selected frames.")
+    img = _image_from_ijk(data, origin, spacing, direction)
+    info["summation"] = "plain sum of the selected frames' values (not duration-weighted)"
+    info.update(geometry_info(img))
+    info["value_min"] = float(data.min())
+    info["value_max"] = float(data.max())
+    return img, info
+
+
+def ingest_pet_session(
+    session_dir: str | os.PathLike,
+    windows_min: Mapping[str, Sequence[float]] | None = None,
+    fallback_frames: Sequence[int | None] = DEFAULT_FALLBACK_FRAMES,
+    min_window_coverage: float = 0.5,
+) -> tuple[sitk.Image, dict[str, Any]]:
+    """Ingest one OASIS-3 PET session: find the PET file, its sidecar and tracer, sum the frames.
+
+    ``info`` = :func:`sum_pet` info plus ``modality`` ("PET"), ``session``, ``subject``,
+    ``day``, ``file`` / ``sidecar`` (relative to the session folder) and ``candidates``.
+    """
+    session = Path(session_dir)
+    nii, side, found = _find(session, "pet", "PET", "pet1/sub-OAS31463_ses-d0364_acq-PIB_pet.nii.gz")
+    sidecar = load_sidecar(side)
+    modality = str((sidecar or {}).get("Modality", "PT") or "PT").upper()
+    if modality not in ("PT", "PET"):
+        raise IngestError(f"{side}: sidecar says Modality '{modality}', not PT, for a PET file.")
+    tracer = tracer_of(session.name, sidecar, filename=nii.name)
+    img, info = sum_pet(nii, sidecar, tracer, windows_min, fallback_frames, min_window_coverage)
+    try:
+        names = parse_session_name(session.name)
+    except IngestError:
+        names = {"subject": None, "day": None}
+    return img, {
+        "modality": "PET",
+        "session": session.name,
+        "subject": names["subject"],
+        "day": names["day"],
+        "file": _rel(nii, session),
+        "sidecar": _rel(side, session),
+        "candidates": [_rel(p, session) for p in found],
+        **info,
+    }
