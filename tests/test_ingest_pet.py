@@ -241,3 +241,12 @@ def test_ingest_pet_session(tmp_path):
     assert [f["index"] for f in info["frames_used"]] == [0, 1, 2, 3]
     np.testing.assert_allclose(sitk.GetArrayFromImage(img), data.sum(-1).transpose(2, 1, 0), rtol=1e-6)
     assert "2011" not in json.dumps(info)
+
+
+def test_sum_pet_rejects_disagreeing_qform_sform(tmp_path):
+    img = nib.Nifti1Image(np.zeros((4, 5, 6, 3), np.float32), None)
+    img.set_qform(np.diag([2.0, 3.0, 4.0, 1.0]), code=1)
+    img.set_sform(oblique_affine(), code=2)
+    nib.save(img, str(tmp_path / "bad.nii.gz"))
+    with pytest.raises(IngestError, match="disagree"):
+        sum_pet(tmp_path / "bad.nii.gz", None, "PIB", WINDOWS, (-4, None), 0.5)

@@ -44,6 +44,7 @@ __all__ = [
     "find_sidecar",
     "load_sidecar",
     "nifti_affine_lps",
+    "check_itk_agrees",
     "read_nifti_3d",
     "ingest_mr_session",
 ]
@@ -224,6 +225,41 @@ def _check_sitk_geometry(img: sitk.Image, path: Path) -> None:
         raise IngestError(f"{path}: image direction is not invertible or a spacing is <= 0.")
 
 
+def check_itk_agrees(path: str | os.PathLike, origin: np.ndarray, spacing: np.ndarray,
+                     direction: np.ndarray, itk_geometry: tuple | None = None) -> None:
+    """Raise :class:`IngestError` unless ITK's reading of the NIfTI header places the first three
+    axes where nibabel's affine does (``origin``/``spacing``/``direction`` in LPS).
+
+    ``itk_geometry``: ``(origin, spacing, direction)`` of an already read image; else the header
+    is read (no pixel data). A disagreement means the qform and sform differ, or the sform is
+    inconsistent with the voxel sizes: which one is right cannot be decided here.
+    """
+    p = Path(path)
+    if itk_geometry is None:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(p))
+        try:
+            reader.ReadImageInformation()
+        except RuntimeError as exc:
+            raise IngestError(f"{p}: SimpleITK cannot read the NIfTI header ({exc}).") from exc
+        itk_geometry = (reader.GetOrigin(), reader.GetSpacing(), reader.GetDirection())
+    o, sp, d = itk_geometry
+    dim = len(o)
+    o = np.asarray(o, dtype=np.float64)[:3]
+    sp = np.asarray(sp, dtype=np.float64)[:3]
+    d = np.asarray(d, dtype=np.float64).reshape(dim, dim)[:3, :3]
+    d_itk = d * sp
+    d_nib = np.asarray(direction) * np.asarray(spacing)
+    scale = float(np.max(spacing))
+    if not (np.allclose(d_itk, d_nib, atol=1e-3 * scale) and np.allclose(o, origin, atol=1e-2 + 1e-3 * scale)):
+        raise IngestError(
+            f"{p}: the NIfTI qform and sform disagree (or the sform is inconsistent with the voxel "
+            f"sizes): SimpleITK places the image at origin {np.round(o, 3).tolist()} "
+            f"with axes {np.round(d_itk, 4).tolist()}, nibabel at {np.round(origin, 3).tolist()} "
+            f"with axes {np.round(d_nib, 4).tolist()}. Fix the header (e.g. re-convert with dcm2niix)."
+        )
+
+
 def read_nifti_3d(path: str | os.PathLike) -> sitk.Image:
     """Read a 3D NIfTI with SimpleITK as float32, in LPS physical space, geometry checked.
 
@@ -258,17 +294,8 @@ def read_nifti_3d(path: str | os.PathLike) -> sitk.Image:
         raise IngestError(f"{p}: SimpleITK read a {img.GetDimension()}D image; 3D expected.")
     _check_sitk_geometry(img, p)
     # ITK and nibabel must agree on where every voxel is
-    d_itk = np.array(img.GetDirection()).reshape(3, 3) * np.array(img.GetSpacing())
-    d_nib = direction * spacing
-    scale = float(np.max(spacing))
-    if not (np.allclose(d_itk, d_nib, atol=1e-3 * scale)
-            and np.allclose(img.GetOrigin(), origin, atol=1e-2 + 1e-3 * scale)):
-        raise IngestError(
-            f"{p}: the NIfTI qform and sform disagree (or the sform is inconsistent with the voxel "
-            f"sizes): SimpleITK places the image at origin {np.round(img.GetOrigin(), 3).tolist()} "
-            f"with axes {np.round(d_itk, 4).tolist()}, nibabel at {np.round(origin, 3).tolist()} "
-            f"with axes {np.round(d_nib, 4).tolist()}. Fix the header (e.g. re-convert with dcm2niix)."
-        )
+    check_itk_agrees(p, origin, spacing, direction,
+                     (img.GetOrigin(), img.GetSpacing(), img.GetDirection()))
     if img.GetPixelID() != sitk.sitkFloat32:
         img = sitk.Cast(img, sitk.sitkFloat32)
     return img

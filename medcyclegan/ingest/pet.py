@@ -22,7 +22,8 @@ A 3D PET file (already static) is accepted as is, with ``info["static"] = True``
 
 Geometry: the 4D file is read with nibabel; its spatial affine (sform if set, else qform),
 converted RAS -> LPS, gives origin/spacing/direction of the 3D result (checked: oriented,
-orthogonal, finite; see :func:`medcyclegan.ingest.oasis.nifti_affine_lps`).
+orthogonal, finite, and equal to SimpleITK's reading of the header's first three axes; see
+:func:`medcyclegan.ingest.oasis.nifti_affine_lps` and ``check_itk_agrees``).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from . import IngestError
 from .oasis import (
     _find,
     _rel,
+    check_itk_agrees,
     find_pet,
     geometry_info,
     load_sidecar,
@@ -395,6 +397,7 @@ def sum_pet(
     except Exception as exc:  # noqa: BLE001
         raise IngestError(f"{p}: cannot read NIfTI ({exc}).") from exc
     origin, spacing, direction = nifti_affine_lps(p, nimg)
+    check_itk_agrees(p, origin, spacing, direction)
     shape = tuple(int(v) for v in nimg.shape)
     info: dict[str, Any] = {"tracer": tracer, "n_frames_in_file": 1, "window_min": None,
                             "timing_source": None, "window_coverage": None}
