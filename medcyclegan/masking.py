@@ -1,8 +1,8 @@
 """Automated head mask: replaces the original project's manual removal of the noise around the skull.
 
 Recipe (scikit-image / SciPy): smooth, threshold (fixed level or Otsu), fill holes slice by
-slice, open to cut thin bridges (CT headrest, table, noise specks), keep the largest 3D
-connected component, close, fill holes again. Morphology uses Euclidean distance maps with
+slice, erode (cuts the CT headrest, table and noise specks off the head), keep the largest 3D
+connected component, dilate back, close, fill holes again. Morphology uses Euclidean distance maps with
 the voxel spacing, so radii are true millimetres on anisotropic grids and cost O(N).
 """
 
@@ -71,18 +71,21 @@ def head_mask(volume: np.ndarray, spacing_zyx, params: MaskParams) -> tuple[np.n
     smoothed = ndimage.gaussian_filter(volume, sigma) if np.any(sigma) else volume
     thr = threshold_value(smoothed, params)
     above = smoothed > thr
-    mask = fill_holes_axial(above)
-    mask = _dilate(_erode(mask, params.opening_radius_mm, spacing), params.opening_radius_mm, spacing)
-    labels = measure.label(mask, connectivity=1)
+    filled = fill_holes_axial(above)
+    # Opening with the component choice in the middle: erode, keep the largest component, dilate
+    # back inside the thresholded mask. Hardware touching the scalp (a headrest cup) is cut off
+    # at the contact, instead of being re-grown and re-attached as a plain opening would do.
+    core = _erode(filled, params.opening_radius_mm, spacing)
+    labels = measure.label(core, connectivity=1)
     info = {"threshold": thr, "voxels_above_threshold": int(above.sum())}
     if labels.max() == 0:
         info.update(components=0, kept_voxels=0)
-        return np.zeros_like(mask), info
+        return np.zeros_like(filled), info
     counts = np.bincount(labels.ravel())
     counts[0] = 0
     largest = counts.max()
     keep = np.flatnonzero(counts >= max(largest * params.min_component_fraction, 1)) if params.min_component_fraction > 0 else [counts.argmax()]
-    mask = np.isin(labels, keep)
+    mask = _dilate(np.isin(labels, keep), params.opening_radius_mm, spacing) & filled
     mask = _erode(_dilate(mask, params.closing_radius_mm, spacing), params.closing_radius_mm, spacing)
     mask = fill_holes_axial(mask)
     info.update(

@@ -60,7 +60,8 @@ def preprocess(modality: str, volume: str, volume_path: str, out_npz: str, out_t
 def ground_truth(gt_path: str, volume_path: str, mask_path: str, npz_path: str, out_npz: str) -> None:
     canonical = sitk.ReadImage(str(volume_path), sitk.sitkFloat32)
     mask = sitk.GetArrayFromImage(sitk.ReadImage(str(mask_path))).astype(bool)
-    sliced = np.load(npz_path)
+    with np.load(npz_path) as f:
+        sliced = {key: f[key] for key in f.files}
     gt = sitk.ReadImage(str(gt_path), sitk.sitkFloat32)
     size = int(sliced["images"].shape[-1]) if sliced["images"].ndim == 3 else 256
     arrays = ground_truth_slices(gt, canonical, mask, sliced["slice"], tuple(sliced["top_left"]), size)
@@ -75,9 +76,9 @@ def split(volumes: list[str], out_csv: str, *, seed: int, test_fraction: float) 
 
 def _examples(npz_paths):
     for path in npz_paths:
-        data = np.load(path)
-        n = data["images"].shape[0]
-        for i in range(n):
+        with np.load(path) as npz:
+            data = {key: npz[key] for key in npz.files}  # NpzFile decompresses on every access
+        for i in range(data["images"].shape[0]):
             yield tfrecords.slice_example(
                 data["images"][i],
                 {
@@ -115,7 +116,8 @@ def qc_table(table_paths: list[str], split_csv: str, out_csv: str) -> None:
 def qc_preview(modality: str, volume_paths: list[str], mask_paths: list[str], npz_paths: list[str], out_png: str, *, n_slices: int) -> None:
     items = []
     for vol, msk, npz in zip(volume_paths, mask_paths, npz_paths):
-        data = np.load(npz)
+        with np.load(npz) as f:
+            data = {key: f[key] for key in f.files}
         items.append(
             {
                 "volume": str(data["volume"]),

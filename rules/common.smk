@@ -6,7 +6,7 @@ sys.path.insert(0, workflow.basedir)
 
 from snakemake.exceptions import WorkflowError
 
-from medcyclegan import demo, discovery
+from medcyclegan import discovery
 from medcyclegan.config import ConfigError, validate_config
 from medcyclegan.split import volumes_in
 
@@ -33,6 +33,8 @@ def using_demo(modality):
 
 
 def demo_ids(modality):
+    from medcyclegan import demo  # only needed (and imported) when demo data is used
+
     d = config["demo"]
     if modality == "ct":
         return demo.ct_study_ids(d["n_ct_subjects"])

@@ -16,7 +16,7 @@ def ct_head_with_headrest(shape=(40, 120, 120)):
     vol[r < 0.85] = 35.0  # brain
     # headrest: curved plastic shell below (posterior) the head, touching it through a 1-voxel bridge
     rr = np.sqrt(((y - cy) / 46) ** 2 + ((x - cx) / 40) ** 2)
-    shell = (rr > 1.02) & (rr < 1.25) & (y > cy + 20)
+    shell = (rr > 0.97) & (rr < 1.25) & (y > cy + 20) & (r >= 1.0)  # cup in contact with the scalp
     vol[shell] = 150.0
     bridge = (np.abs(x - cx) < 1) & (y > cy + 39) & (y < cy + 49)
     vol[bridge & (r > 0.99)] = 100.0

@@ -1,0 +1,141 @@
+"""Small raw trees in the real CQ500 and OASIS-3 layouts, with ball-shaped 'heads'.
+
+Used by workflow tests that point ``data.*_dir`` at them. Geometry is real (LPS DICOM, non-RAS
+NIfTI affines); anatomy is a sphere of soft tissue inside a shell of bone, plus a headrest.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+
+def ball_head_hu(lps, radius=70.0):
+    d = np.linalg.norm(lps / np.array([0.85, 1.0, 0.9]), axis=-1)
+    hu = np.full(d.shape, -1000.0)
+    hu[d < radius] = 40.0
+    hu[d < radius - 4] = 1100.0
+    hu[d < radius - 10] = 30.0
+    rest = (lps[..., 1] > 66) & (lps[..., 1] < 74) & (np.abs(lps[..., 0]) < 50)  # headrest, posterior
+    hu[rest] = 150.0
+    return hu
+
+
+def write_ct_series(folder: Path, *, description="CT PLAIN THIN", spacing=2.0, thickness=2.0, n=70, size=100, seed=0):
+    folder.mkdir(parents=True, exist_ok=True)
+    uid = generate_uid()
+    origin = np.array([-(size - 1) / 2 * spacing, -(size - 1) / 2 * spacing, -(n - 1) / 2 * thickness])
+    rows, cols = np.indices((size, size))
+    order = np.random.default_rng(seed).permutation(n)
+    for file_index, k in enumerate(order):
+        lps = np.stack([origin[0] + cols * spacing, origin[1] + rows * spacing, np.full(cols.shape, origin[2] + k * thickness)], -1)
+        hu = ball_head_hu(lps)
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = CTImageStorage
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
+        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
+        ds.Modality, ds.SeriesInstanceUID, ds.SeriesDescription = "CT", uid, description
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.ImagePositionPatient = [float(origin[0]), float(origin[1]), float(origin[2] + k * thickness)]
+        ds.PixelSpacing = [spacing, spacing]
+        ds.SliceThickness = thickness
+        ds.Rows = ds.Columns = size
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+        ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
+        ds.InstanceNumber = int(file_index + 1)
+        ds.PixelData = np.clip(hu + 1024, 0, None).astype(np.uint16).tobytes()
+        ds.save_as(folder / f"CT{file_index:06d}.dcm", enforce_file_format=True)
+
+
+def write_cq500_study(ct_root: Path, n: int, *, zipped_folder: bool):
+    """``CQ500-CT-{n}/CQ500CT{n} CQ500CT{n}/Unknown Study/CT ...`` or without the outer level."""
+    inner = f"CQ500CT{n} CQ500CT{n}"
+    base = ct_root / f"CQ500-CT-{n}" / inner if zipped_folder else ct_root / inner
+    study = base / "Unknown Study"
+    write_ct_series(study / "CT PLAIN THIN", seed=n)
+    write_ct_series(study / "CT BONE", description="CT BONE", n=70, seed=n + 100)
+    write_ct_series(study / "CT 5mm", description="CT 5mm", thickness=5.0, n=28, seed=n + 200)
+
+
+def _ras_affine(axes_lps, spacing, origin_lps):
+    flip = np.diag([-1, -1, 1])
+    aff = np.eye(4)
+    aff[:3, :3] = flip @ (np.array(axes_lps, float).T * np.array(spacing))
+    aff[:3, 3] = flip @ np.array(origin_lps)
+    return aff
+
+
+def _sample(shape, axes_lps, spacing, origin_lps, fn):
+    idx = np.indices(shape).reshape(3, -1).T.astype(float)
+    lps = origin_lps + (idx * spacing) @ np.array(axes_lps, float)
+    return fn(lps).reshape(shape)
+
+
+def mr_value(lps):
+    hu = ball_head_hu(lps)
+    return np.select([hu == 40.0, hu == 1100.0, hu == 30.0], [300.0, 30.0, 200.0], 0.0)
+
+
+def write_oasis_mr(mr_root: Path, subject: str, day: str, *, xnat: bool, ses="ses", run=True, seed=0):
+    session = mr_root / f"{subject}_MR_{day}"
+    anat = session / "anat2"
+    nifti_dir = anat / "NIFTI" if xnat else anat
+    json_dir = anat / "BIDS" if xnat else anat
+    nifti_dir.mkdir(parents=True)
+    json_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"sub-{subject}_{ses}-{day}" + ("_run-01" if run else "") + "_T1w"
+    axes = [[0, 1, 0], [0, 0, -1], [1, 0, 0]]  # sagittal: A->P, S->I, R->L
+    spacing, shape, origin = np.array([2.0, 2.0, 2.0]), (90, 90, 80), np.array([-89.0, -89.0, 89.0])
+    rng = np.random.default_rng(seed)
+    data = _sample(shape, axes, spacing, origin, mr_value) + np.abs(rng.normal(0, 10, shape))
+    nib.save(nib.Nifti1Image(data.astype(np.float32), _ras_affine(axes, spacing, origin)), nifti_dir / f"{stem}.nii.gz")
+    (json_dir / f"{stem}.json").write_text(json.dumps({"Modality": "MR", "SeriesDescription": "MPRAGE"}))
+    (session / "anat1").mkdir()
+    (session / "anat1" / f"sub-{subject}_{ses}-{day}_T2w.nii.gz").write_bytes(b"decoy, never opened")
+    return session
+
+
+def write_oasis_pet(pet_root: Path, subject: str, tracer: str, day: str, *, xnat: bool, old_timing: bool, seed=0):
+    session = pet_root / f"{subject}_{tracer}_{day}"
+    pet = session / "pet1"
+    nifti_dir = pet / "NIFTI" if xnat else pet
+    json_dir = pet / "BIDS" if xnat else pet
+    nifti_dir.mkdir(parents=True)
+    json_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"sub-{subject}_ses-{day}_acq-{tracer}_pet"
+    axes = [[-1, 0, 0], [0, -1, 0], [0, 0, 1]]
+    spacing, shape, origin = np.array([3.0, 3.0, 3.0]), (60, 60, 50), np.array([88.5, 88.5, -73.5])
+    frame = _sample(shape, axes, spacing, origin, lambda lps: np.where(ball_head_hu(lps) == 30.0, 5.0, np.where(ball_head_hu(lps) == 40.0, 1.0, 0.0)))
+    starts = [0, 600, 1200, 1800, 2400, 3000, 3600]
+    durations = [600] * 7
+    rng = np.random.default_rng(seed)
+    frames = np.stack([frame * (1 + i) + rng.normal(0, 0.2, shape) for i in range(len(starts))], -1)
+    nib.save(nib.Nifti1Image(frames.astype(np.float32), _ras_affine(axes, spacing, origin)), nifti_dir / f"{stem}.nii.gz")
+    if old_timing:
+        timing = {"FrameTimes": {"Labels": ["start", "end", "duration"], "Values": [[s, s + d, d] for s, d in zip(starts, durations)]}}
+    else:
+        timing = {"FrameTimesStart": starts, "FrameDuration": durations}
+    (json_dir / f"{stem}.json").write_text(json.dumps({"Modality": "PT", "TracerName": tracer, **timing}))
+    return session
+
+
+def build_real_layout_tree(root: Path) -> dict:
+    """Three CT studies (both CQ500 folder variants), three MR and three PET sessions."""
+    ct, mr, pet = root / "cq500", root / "oasis_mr", root / "oasis_pet"
+    for n, zipped in ((0, True), (3, False), (11, True)):
+        write_cq500_study(ct, n, zipped_folder=zipped)
+    write_oasis_mr(mr, "OAS30001", "d0129", xnat=False, ses="ses", run=True, seed=1)
+    write_oasis_mr(mr, "OAS30002", "d0031", xnat=True, ses="sess", run=False, seed=2)
+    write_oasis_mr(mr, "OAS30003", "d1200", xnat=True, ses="ses", run=True, seed=3)
+    write_oasis_pet(pet, "OAS30001", "PIB", "d0140", xnat=False, old_timing=False, seed=4)
+    write_oasis_pet(pet, "OAS30002", "AV45", "d0311", xnat=True, old_timing=True, seed=5)
+    write_oasis_pet(pet, "OAS30003", "PIB", "d1300", xnat=True, old_timing=False, seed=6)
+    return {"ct_dir": str(ct), "mr_dir": str(mr), "pet_dir": str(pet)}
