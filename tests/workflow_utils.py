@@ -1,0 +1,48 @@
+"""Run the real Snakefile in a scratch folder (subprocess, like a user would)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def snakemake(workdir: Path, *args: str, config: str = "config.yaml", timeout: int = 1200) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir), "--configfile", str(workdir / config), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=workdir)
+    if proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def write_config(workdir: Path, overrides: dict, name: str = "config.yaml", base: Path = ROOT / "config.yaml") -> Path:
+    """Write ``name`` in ``workdir``: ``base`` with nested ``overrides`` applied."""
+    from medcyclegan.config import deep_update
+
+    base = yaml.safe_load(Path(base).read_text())
+    deep_update(base, overrides)
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / name
+    path.write_text(yaml.safe_dump(base))
+    return path
+
+
+def scheduled_jobs(dry_run_output: str) -> dict[str, int]:
+    """Parse the 'Job stats' table of a dry run into {rule: count}."""
+    jobs: dict[str, int] = {}
+    text = dry_run_output
+    if "Job stats:" not in text:
+        return jobs
+    table = text.split("Job stats:", 1)[1]
+    for line in table.splitlines()[3:]:
+        m = re.match(r"^(\S+)\s+(\d+)$", line.strip())
+        if not m:
+            break
+        if m[1] != "total":
+            jobs[m[1]] = int(m[2])
+    return jobs
