@@ -1,0 +1,85 @@
+# CycleGAN training per task (mr2ct: MR <-> CT, pet2ct: PET <-> CT), example figure and
+# evaluation on the demo's paired ground truth.
+#
+# Needs from rules/common.smk: RESULTS, TASKS ({task: source modality}), the `task` wildcard
+# constraint, and ground_truth_npz(wildcards) (list of the source's test-volume ground-truth
+# .npz files, empty without ground truth).
+#
+# Checkpoints ({RESULTS}/{task}/checkpoints/) and TensorBoard logs ({RESULTS}/{task}/tensorboard/)
+# are deliberately NOT outputs: Snakemake's cleanup of a failed/killed job's outputs never
+# deletes them, so rerunning the same command resumes from the last checkpoint.
+from medcyclegan.training import task_config as _task_config, training_only as _training_only
+
+
+def task_training(wildcards):
+    """The merged training config of this task (common values + training.tasks.<task>)."""
+    return _task_config(config["training"], wildcards.task)
+
+
+def train_params(wildcards):
+    # only the keys training uses: changing the figure's settings must not retrain
+    return _training_only(task_training(wildcards))
+
+
+rule train:
+    input:
+        src=lambda w: f"{RESULTS}/tfrecords/{TASKS[w.task]}/train.tfrecord",
+        ct=f"{RESULTS}/tfrecords/ct/train.tfrecord",
+    output:
+        model=directory(f"{RESULTS}/{{task}}/model"),
+        summary=f"{RESULTS}/{{task}}/training_summary.json",
+    params:
+        task=lambda w: w.task,
+        training=train_params,
+        checkpoint_dir=lambda w: f"{RESULTS}/{w.task}/checkpoints",
+        tensorboard_dir=lambda w: f"{RESULTS}/{w.task}/tensorboard",
+    log:
+        "logs/train/{task}.log",
+    benchmark:
+        "logs/benchmarks/train/{task}.tsv"
+    threads: 8
+    resources:
+        mem_mb=lambda w: task_training(w)["mem_mb"],
+        runtime=lambda w: task_training(w)["runtime_min"],
+    script:
+        "../workflow_scripts/train.py"
+
+
+rule examples_grid:
+    input:
+        model=f"{RESULTS}/{{task}}/model",
+        src_test=lambda w: f"{RESULTS}/tfrecords/{TASKS[w.task]}/test.tfrecord",
+        ct_test=f"{RESULTS}/tfrecords/ct/test.tfrecord",
+        ground_truth=ground_truth_npz,
+    output:
+        f"{RESULTS}/{{task}}/examples.png",
+    params:
+        examples=lambda w: task_training(w)["examples"],
+    log:
+        "logs/examples_grid/{task}.log",
+    threads: 2
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../workflow_scripts/examples_grid.py"
+
+
+rule slice_eval:
+    input:
+        model=f"{RESULTS}/{{task}}/model",
+        src_test=lambda w: f"{RESULTS}/tfrecords/{TASKS[w.task]}/test.tfrecord",
+        ct_train=f"{RESULTS}/tfrecords/ct/train.tfrecord",
+        ground_truth=ground_truth_npz,
+    output:
+        f"{RESULTS}/{{task}}/slice_eval.json",
+    log:
+        "logs/slice_eval/{task}.log",
+    benchmark:
+        "logs/benchmarks/slice_eval/{task}.tsv"
+    threads: 2
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../workflow_scripts/slice_eval.py"

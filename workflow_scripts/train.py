@@ -1,0 +1,23 @@
+# Snakemake script: unpacks the rule's arguments and calls the medcyclegan package.
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821 (injected by Snakemake)
+
+from medcyclegan.logutil import job_logging  # noqa: E402
+
+smk = snakemake  # noqa: F821
+with job_logging(smk.log[0]):
+    from medcyclegan import training
+
+    training.run_training(
+        dict(smk.params.training),
+        task=smk.params.task,
+        src_train=smk.input.src,
+        ct_train=smk.input.ct,
+        model_dir=smk.output.model,
+        summary_path=smk.output.summary,
+        checkpoint_dir=smk.params.checkpoint_dir,
+        tensorboard_dir=smk.params.tensorboard_dir,
+        threads=smk.threads,
+    )
