@@ -316,7 +316,7 @@ def head_anatomy() -> Anatomy:
     line[tuple(idx[ok].T)] = True
     d = ndi.distance_transform_edt(~line, sampling=(1.0, 1.0, 0.45))
     sub = label[sl]
-    jaw = (d <= 5.5) & (sub != AIR)
+    jaw = (d <= 5.5) & (sub != AIR) & (zz > GRID_Z[0] + 6)  # the bottom slices are extrapolated
     sub[jaw] = MARROW
     sub[jaw & (d > 3.8)] = CORTICAL
     top = ze - 84.0 - 14.0 * np.cos(np.arcsin(np.clip(xx / 46.0, -1, 1))) + 10.0
@@ -462,5 +462,7 @@ def render(volume, affine_ras: np.ndarray, shape, pose: Pose, default: float = 0
     tf = sitk.AffineTransform(3)
     tf.SetMatrix([float(v) for v in mat.ravel()])
     tf.SetTranslation([float(v) for v in trans])
-    out = sitk.Resample(volume, ref, tf, sitk.sitkLinear, float(default), sitk.sitkFloat32)
+    # nearest-neighbour extrapolation continues the neck below the phantom grid (all other
+    # borders of the grid are air); ``default`` is then only used where nothing is defined
+    out = sitk.Resample(volume, ref, tf, sitk.sitkLinear, float(default), sitk.sitkFloat32, True)
     return sitk.GetArrayFromImage(out).transpose(2, 1, 0)
