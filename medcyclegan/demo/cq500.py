@@ -133,15 +133,21 @@ def _base_dataset(*, study, series, index, pixel, rows, cols, desc, number, thic
 
 def _write_series(folder: Path, stored: np.ndarray, z: np.ndarray, x0: float, y0: float, *, base,
                   uid_parts, frame_uid, compress: bool) -> None:
-    """Write slices ``stored[:, :, k]`` (cols, rows) at heights ``z[k]``, files numbered top-down."""
+    """Write slices ``stored[k]`` (rows, cols) at heights ``z[k]``, files numbered top-down."""
     import copy
 
+    from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import JPEG2000Lossless
 
     folder.mkdir(parents=True)
     order = np.argsort(-z)  # most superior slice first
     for n, k in enumerate(order):
-        ds = copy.deepcopy(base)
+        ds = Dataset()  # element-wise shallow copy: much faster than deepcopy, values are immutable
+        for elem in base:
+            ds.add(copy.copy(elem))
+        ds.file_meta = FileMetaDataset()
+        for elem in base.file_meta:
+            ds.file_meta.add(copy.copy(elem))
         uid = _uid(*uid_parts, "instance", n)
         ds.SOPInstanceUID = uid
         ds.file_meta.MediaStorageSOPInstanceUID = uid
@@ -149,7 +155,7 @@ def _write_series(folder: Path, stored: np.ndarray, z: np.ndarray, x0: float, y0
         ds.InstanceNumber = n + 1
         ds.ImagePositionPatient = [_ds(x0), _ds(y0), _ds(z[k])]
         ds.SliceLocation = _ds(z[k])
-        pixels = np.ascontiguousarray(stored[:, :, k].T)
+        pixels = np.ascontiguousarray(stored[k])
         if compress:
             ds.compress(JPEG2000Lossless, pixels, encoding_plugin="pylibjpeg", generate_instance_uid=False)
         else:
@@ -161,8 +167,7 @@ def _write_series(folder: Path, stored: np.ndarray, z: np.ndarray, x0: float, y0
 def _to_stored(hu: np.ndarray, outside: np.ndarray) -> np.ndarray:
     """HU -> stored uint16 (HU + 1024, 12 bits); -1024 HU outside the reconstruction circle."""
     s = np.clip(np.rint(hu) + 1024.0, 0, 4095)
-    s = np.where(outside.reshape(outside.shape + (1,) * (s.ndim - outside.ndim)), 0.0, s)
-    return s.astype(np.uint16)
+    return np.where(outside, 0.0, s).astype(np.uint16)  # ``outside`` broadcasts over leading axes
 
 
 def write_ct_study(ct_root, index: int, seed: int, *, matrix: int = 512, thin_mm: float = 0.625,
@@ -199,15 +204,14 @@ def write_ct_study(ct_root, index: int, seed: int, *, matrix: int = 512, thin_mm
 
     a_lps = np.array([[pixel, 0, 0, x0], [0, pixel, 0, y0], [0, 0, thin_mm, z_thin[0]], [0, 0, 0, 1.0]])
     hu = anatomy.render(anat.ct, np.diag([-1.0, -1.0, 1.0, 1.0]) @ a_lps, (matrix, matrix, n_thin), pose,
-                        default=-1000.0)
+                        default=-1000.0).transpose(2, 1, 0)  # (slice, row, col), C-contiguous
 
     # headrest under the back of the head (not over the top slices) and the table
-    rest_hu, rest_frac = _headrest_image(rest, xs, ys, pixel)
+    rest_hu, rest_frac = (a.T for a in _headrest_image(rest, xs, ys, pixel))  # (row, col)
     rest_top = z_top - r_scan.uniform(25, 50)
     for k in np.nonzero(z_thin < rest_top)[0]:
-        sl = hu[:, :, k]
-        sl += rest_frac * (rest_hu - sl)
-    outside = (((xs - centre[0]) ** 2)[:, None] + ((ys - centre[1]) ** 2)[None, :]) > (pixel * matrix / 2) ** 2
+        hu[k] += rest_frac * (rest_hu - hu[k])
+    outside = (((ys - centre[1]) ** 2)[:, None] + ((xs - centre[0]) ** 2)[None, :]) > (pixel * matrix / 2) ** 2
 
     # noise: plain kernel (mildly correlated), bone kernel (sharpened + stronger), thick (averaged)
     sig_plain = r_scan.uniform(5.0, 12.0)
@@ -218,24 +222,24 @@ def write_ct_study(ct_root, index: int, seed: int, *, matrix: int = 512, thin_mm
     bone = np.empty(hu.shape, np.uint16)
     for k0 in range(0, n_thin, 16):
         k1 = min(n_thin, k0 + 16)
-        block = hu[:, :, k0:k1]
+        block = hu[k0:k1]
         n = r_noise.standard_normal(block.shape, dtype=np.float32)
-        n = (n + np.roll(n, 1, 0) + np.roll(n, 1, 1) + np.roll(np.roll(n, 1, 0), 1, 1)) * 0.5
-        plain[:, :, k0:k1] = _to_stored(block + sig_plain * n, outside)
-        sharp = block + 1.2 * (block - ndi.uniform_filter(block, size=(3, 3, 1)))
+        n = (n + np.roll(n, 1, 1) + np.roll(n, 1, 2) + np.roll(np.roll(n, 1, 1), 1, 2)) * 0.5  # 2x2 box
+        plain[k0:k1] = _to_stored(block + sig_plain * n, outside)
+        sharp = block + 1.2 * (block - ndi.uniform_filter(block, size=(1, 3, 3)))
         sharp += sig_bone * r_noise.standard_normal(block.shape, dtype=np.float32)
-        bone[:, :, k0:k1] = _to_stored(sharp, outside)
+        bone[k0:k1] = _to_stored(sharp, outside)
     del n, sharp, block
 
     edge = z_top + thin_mm / 2
     n_thick = max(1, int(np.floor(n_thin * thin_mm / thick_mm + 1e-6)))
     z_thick = edge - thick_mm * (np.arange(n_thick)[::-1] + 0.5)
-    thick = np.empty((matrix, matrix, n_thick), np.uint16)
+    thick = np.empty((n_thick, matrix, matrix), np.uint16)
     for k, zc in enumerate(z_thick):
         sel = np.abs(z_thin - zc) <= thick_mm / 2 + 1e-6
-        slab = hu[:, :, sel].mean(axis=2)
+        slab = hu[sel].mean(axis=0)
         slab += sig_thick * r_noise.standard_normal(slab.shape, dtype=np.float32)
-        thick[:, :, k] = _to_stored(slab, outside)
+        thick[k] = _to_stored(slab, outside)
     del hu
 
     names = [THIN_NAMES[int(r_scan.integers(len(THIN_NAMES)))].format(mm=f"{thin_mm:g}"), "BONE",
