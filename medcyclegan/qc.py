@@ -56,6 +56,8 @@ def preview_figure(modality: str, items: list[dict], n_slices: int):
     for c, t in enumerate(titles):
         axes[0, c].set_title(t, fontsize=9)
     unit = "HU" if modality == "ct" else "a.u."
-    fig.suptitle(f"{modality.upper()} preprocessing QC (raw window {RAW_DISPLAY.get(modality) or 'p0-p99.5'} {unit}); anterior up, patient right on image left", fontsize=9)
-    fig.tight_layout()
+    window = RAW_DISPLAY.get(modality)
+    window_text = f"[{window[0]:g}, {window[1]:g}] {unit}" if window else "0 to in-mask p99.5"
+    fig.suptitle(f"{modality.upper()} preprocessing QC; raw display window {window_text}; anterior up, patient right on image left", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / (3 * n)))
     return fig
