@@ -175,6 +175,9 @@ def write_ct_study(ct_root, index: int, seed: int, *, matrix: int = 512, thin_mm
     """Render and write one CQ500-style study; returns ``ct_root/CQ500-CT-{index}``."""
     from scipy import ndimage as ndi
 
+    if matrix < 16 or thin_mm <= 0 or thick_mm <= 0:
+        raise ValueError(f"write_ct_study: need matrix >= 16 and positive slice thicknesses, got "
+                         f"matrix={matrix}, thin_mm={thin_mm}, thick_mm={thick_mm}")
     ct_root = Path(ct_root)
     target = ct_root / layout.ct_study_ids(index + 1)[index]
     anat = anatomy.head_anatomy()
@@ -237,6 +240,8 @@ def write_ct_study(ct_root, index: int, seed: int, *, matrix: int = 512, thin_mm
     thick = np.empty((n_thick, matrix, matrix), np.uint16)
     for k, zc in enumerate(z_thick):
         sel = np.abs(z_thin - zc) <= thick_mm / 2 + 1e-6
+        if not sel.any():  # thick_mm < thin_mm: nearest thin slice
+            sel = np.abs(z_thin - zc) == np.abs(z_thin - zc).min()
         slab = hu[sel].mean(axis=0)
         slab += sig_thick * r_noise.standard_normal(slab.shape, dtype=np.float32)
         thick[k] = _to_stored(slab, outside)

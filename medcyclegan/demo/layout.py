@@ -86,6 +86,7 @@ def atomic_dir(target: Path):
         shutil.rmtree(partial, ignore_errors=True)
         raise
     old = target.parent / f".{target.name}.old-{os.getpid()}"
+    _remove(old)
     if target.exists() or target.is_symlink():
         os.replace(target, old)
     os.replace(partial, target)

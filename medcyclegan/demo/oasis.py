@@ -20,6 +20,10 @@ i % 4   MR layout / orientation     PET tracer, frames, timing, layout          
 3       XNAT,  axes R,P,I           AV45 50-70 min (4 fr), BIDS timing, flat       RAS
 ======  ==========================  ============================================  ==========
 
+Also: MR ``sess-`` when i % 3 == 1 (else ``ses-``), no ``run-01`` when i % 4 == 3, ``anat3`` when
+i % 3 == 2 (else ``anat2``), decoy ``anat1/...T2w`` when i % 4 == 1; PET ``sess-`` when i % 3 == 2.
+Session days come from the seed (``layout._days``); the PET day follows the MR day.
+
 MR: 1 mm isotropic, 256 x 256 in-plane x 176 sagittal slices, int16; T1w contrast from the
 MNI152 template times a smooth +-20 % bias field, with Rician noise (also outside the head).
 PET: 128 x 128 x 63, 2.0 x 2.0 x 2.425 mm, 4D int16 with scl_slope (scl_inter 0);
