@@ -57,14 +57,14 @@ def preprocess(modality: str, volume: str, volume_path: str, out_npz: str, out_t
     io.write_npz(out_npz, **result.npz_arrays())
 
 
-def ground_truth(gt_path: str, volume_path: str, mask_path: str, npz_path: str, out_npz: str) -> None:
+def ground_truth(gt_path: str, volume_path: str, npz_path: str, out_npz: str, *, ct_mask_cfg: dict) -> None:
     canonical = sitk.ReadImage(str(volume_path), sitk.sitkFloat32)
-    mask = sitk.GetArrayFromImage(sitk.ReadImage(str(mask_path))).astype(bool)
     with np.load(npz_path) as f:
         sliced = {key: f[key] for key in f.files}
     gt = sitk.ReadImage(str(gt_path), sitk.sitkFloat32)
-    size = int(sliced["images"].shape[-1]) if sliced["images"].ndim == 3 else 256
-    arrays = ground_truth_slices(gt, canonical, mask, sliced["slice"], tuple(sliced["top_left"]), size)
+    size = int(sliced["images"].shape[-1])
+    arrays = ground_truth_slices(gt, canonical, sliced["slice"], tuple(sliced["top_left"]), size, ct_mask_cfg)
+    log.info("%s: %d ground-truth slices, %.0f%% of window pixels in the true head mask", out_npz, len(arrays["slice"]), 100 * arrays["mask"].mean() if arrays["mask"].size else 0)
     io.write_npz(out_npz, **arrays, volume=sliced["volume"])
 
 

@@ -109,14 +109,18 @@ def mask_image(mask: np.ndarray, like: sitk.Image) -> sitk.Image:
     return out
 
 
-def ground_truth_slices(gt_ct: sitk.Image, canonical_input: sitk.Image, mask: np.ndarray, slices: np.ndarray, top_left, size: int) -> dict:
+def ground_truth_slices(gt_ct: sitk.Image, canonical_input: sitk.Image, slices: np.ndarray, top_left, size: int, ct_mask_cfg: dict) -> dict:
     """The true CT (HU) on exactly the input's canonical grid, slices and window.
 
     The demo keeps each MR/PET subject's real CT; this puts it in the same frame as the
-    input's TFRecord slices, so a generated slice can be scored pixel by pixel.
+    input's TFRecord slices, so a generated slice can be scored pixel by pixel. The scoring
+    mask is the head mask of the true CT itself (as SynthRAD's body mask), not the input's:
+    a PET mask can miss the scalp.
     """
     on_grid = to_canonical(gt_ct, default_value=BACKGROUND["ct"], reference=canonical_input)
     hu = sitk.GetArrayFromImage(on_grid).astype(np.float32)
+    sx, sy, sz = on_grid.GetSpacing()
+    mask, _ = head_mask(hu, (sz, sy, sx), MaskParams.from_config(ct_mask_cfg))
     slices = np.asarray(slices, dtype=np.int64)
     return {
         "hu": extract_window(hu[slices], top_left, size, BACKGROUND["ct"]),

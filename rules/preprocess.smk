@@ -69,10 +69,11 @@ rule ground_truth_slices:
     input:
         ground_truth=f"{DEMO}/ground_truth/{{volume}}_ct.nii.gz",
         volume=f"{RESULTS}/volumes/{{modality}}/{{volume}}.nii.gz",
-        mask=f"{RESULTS}/masks/{{modality}}/{{volume}}.nii.gz",
         npz=f"{RESULTS}/slices/{{modality}}/{{volume}}.npz",
     output:
         f"{RESULTS}/ground_truth/{{modality}}/{{volume}}.npz",
+    params:
+        ct_mask=config["masking"]["ct"],
     wildcard_constraints:
         modality="mr|pet",
     log:

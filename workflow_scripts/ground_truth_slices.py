@@ -10,4 +10,4 @@ from medcyclegan import pipeline  # noqa: E402
 
 smk = snakemake  # noqa: F821
 with job_logging(smk.log[0]):
-    pipeline.ground_truth(smk.input.ground_truth, smk.input.volume, smk.input.mask, smk.input.npz, smk.output[0])
+    pipeline.ground_truth(smk.input.ground_truth, smk.input.volume, smk.input.npz, smk.output[0], ct_mask_cfg=smk.params.ct_mask)
