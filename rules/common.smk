@@ -66,6 +66,18 @@ for _m in MODALITIES:
         )
 
 
+def raw_source(wildcards):
+    """Raw study/session folder of a volume, with a clear message for an unknown id."""
+    try:
+        return VOLUMES[wildcards.modality][wildcards.volume]
+    except KeyError:
+        known = ", ".join(list(VOLUMES[wildcards.modality])[:5])
+        raise WorkflowError(
+            f"no raw {wildcards.modality} volume named {wildcards.volume!r} "
+            f"(found {len(VOLUMES[wildcards.modality])}: {known}, ...)"
+        ) from None
+
+
 def split_volumes(modality, split):
     return volumes_in(
         VOLUMES[modality],
@@ -88,7 +100,13 @@ def ground_truth_npz(wildcards):
 
 
 def preprocessing_targets():
-    return (
+    ground_truth = [
+        f"{RESULTS}/ground_truth/{m}/{v}.npz"
+        for m in ("mr", "pet")
+        if using_demo(m)
+        for v in split_volumes(m, "test")
+    ]
+    return ground_truth + (
         [f"{RESULTS}/tfrecords/{m}/{s}.tfrecord" for m in MODALITIES for s in ("train", "test")]
         + [f"{RESULTS}/qc/{m}_slices.csv" for m in MODALITIES]
         + [f"{RESULTS}/qc/{m}_preview.png" for m in MODALITIES]

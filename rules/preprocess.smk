@@ -22,7 +22,7 @@ def modality_params(section):
 
 rule ingest:
     input:
-        source=lambda w: VOLUMES[w.modality][w.volume],
+        source=raw_source,
     output:
         volume=f"{RESULTS}/volumes/{{modality}}/{{volume}}.nii.gz",
         info=f"{RESULTS}/volumes/{{modality}}/{{volume}}.json",
