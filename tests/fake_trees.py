@@ -26,7 +26,12 @@ def ball_head_hu(lps, radius=70.0):
     return hu
 
 
-def write_ct_series(folder: Path, *, description="CT PLAIN THIN", spacing=2.0, thickness=2.0, n=70, size=100, seed=0):
+def write_ct_series(folder: Path, *, description="CT PLAIN THIN", spacing=2.0, thickness=2.0, n=70, size=100, seed=0, hu_fn=None):
+    """Axial LPS series centred on the origin; file names shuffled against position.
+
+    ``hu_fn`` maps LPS points (..., 3) to HU (default: :func:`ball_head_hu`).
+    """
+    hu_fn = hu_fn or ball_head_hu
     folder.mkdir(parents=True, exist_ok=True)
     uid = generate_uid()
     origin = np.array([-(size - 1) / 2 * spacing, -(size - 1) / 2 * spacing, -(n - 1) / 2 * thickness])
@@ -34,7 +39,7 @@ def write_ct_series(folder: Path, *, description="CT PLAIN THIN", spacing=2.0, t
     order = np.random.default_rng(seed).permutation(n)
     for file_index, k in enumerate(order):
         lps = np.stack([origin[0] + cols * spacing, origin[1] + rows * spacing, np.full(cols.shape, origin[2] + k * thickness)], -1)
-        hu = ball_head_hu(lps)
+        hu = hu_fn(lps)
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID = CTImageStorage
         meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -65,7 +70,7 @@ def write_cq500_study(ct_root: Path, n: int, *, zipped_folder: bool):
     write_ct_series(study / "CT 5mm", description="CT 5mm", thickness=5.0, n=28, seed=n + 200)
 
 
-def _ras_affine(axes_lps, spacing, origin_lps):
+def ras_affine(axes_lps, spacing, origin_lps):
     flip = np.diag([-1, -1, 1])
     aff = np.eye(4)
     aff[:3, :3] = flip @ (np.array(axes_lps, float).T * np.array(spacing))
@@ -73,7 +78,7 @@ def _ras_affine(axes_lps, spacing, origin_lps):
     return aff
 
 
-def _sample(shape, axes_lps, spacing, origin_lps, fn):
+def sample_grid(shape, axes_lps, spacing, origin_lps, fn):
     idx = np.indices(shape).reshape(3, -1).T.astype(float)
     lps = origin_lps + (idx * spacing) @ np.array(axes_lps, float)
     return fn(lps).reshape(shape)
@@ -95,8 +100,8 @@ def write_oasis_mr(mr_root: Path, subject: str, day: str, *, xnat: bool, ses="se
     axes = [[0, 1, 0], [0, 0, -1], [1, 0, 0]]  # sagittal: A->P, S->I, R->L
     spacing, shape, origin = np.array([2.0, 2.0, 2.0]), (90, 90, 80), np.array([-89.0, -89.0, 89.0])
     rng = np.random.default_rng(seed)
-    data = _sample(shape, axes, spacing, origin, mr_value) + np.abs(rng.normal(0, 10, shape))
-    nib.save(nib.Nifti1Image(data.astype(np.float32), _ras_affine(axes, spacing, origin)), nifti_dir / f"{stem}.nii.gz")
+    data = sample_grid(shape, axes, spacing, origin, mr_value) + np.abs(rng.normal(0, 10, shape))
+    nib.save(nib.Nifti1Image(data.astype(np.float32), ras_affine(axes, spacing, origin)), nifti_dir / f"{stem}.nii.gz")
     (json_dir / f"{stem}.json").write_text(json.dumps({"Modality": "MR", "SeriesDescription": "MPRAGE"}))
     (session / "anat1").mkdir()
     (session / "anat1" / f"sub-{subject}_{ses}-{day}_T2w.nii.gz").write_bytes(b"decoy, never opened")
@@ -113,12 +118,12 @@ def write_oasis_pet(pet_root: Path, subject: str, tracer: str, day: str, *, xnat
     stem = f"sub-{subject}_ses-{day}_acq-{tracer}_pet"
     axes = [[-1, 0, 0], [0, -1, 0], [0, 0, 1]]
     spacing, shape, origin = np.array([3.0, 3.0, 3.0]), (60, 60, 50), np.array([88.5, 88.5, -73.5])
-    frame = _sample(shape, axes, spacing, origin, lambda lps: np.where(ball_head_hu(lps) == 30.0, 5.0, np.where(ball_head_hu(lps) == 40.0, 1.0, 0.0)))
+    frame = sample_grid(shape, axes, spacing, origin, lambda lps: np.where(ball_head_hu(lps) == 30.0, 5.0, np.where(ball_head_hu(lps) == 40.0, 1.0, 0.0)))
     starts = [0, 600, 1200, 1800, 2400, 3000, 3600]
     durations = [600] * 7
     rng = np.random.default_rng(seed)
     frames = np.stack([frame * (1 + i) + rng.normal(0, 0.2, shape) for i in range(len(starts))], -1)
-    nib.save(nib.Nifti1Image(frames.astype(np.float32), _ras_affine(axes, spacing, origin)), nifti_dir / f"{stem}.nii.gz")
+    nib.save(nib.Nifti1Image(frames.astype(np.float32), ras_affine(axes, spacing, origin)), nifti_dir / f"{stem}.nii.gz")
     if old_timing:
         timing = {"FrameTimes": {"Labels": ["start", "end", "duration"], "Values": [[s, s + d, d] for s, d in zip(starts, durations)]}}
     else:
