@@ -68,7 +68,7 @@ def preprocess_volume(img: sitk.Image, *, modality: str, volume: str, subject: s
     sx, sy, sz = img.GetSpacing()
     spacing_zyx = (sz, sy, sx)
     mask, mask_info = head_mask(arr, spacing_zyx, MaskParams.from_config(mask_cfg))
-    table = slice_table(mask, spacing_zyx, min_head_area_mm2=slicing_cfg["min_head_area_mm2"], min_head_fraction_of_max=slicing_cfg["min_head_fraction_of_max"])
+    table = slice_table(mask, spacing_zyx, min_head_area_mm2=slicing_cfg["min_head_area_mm2"], min_head_fraction_of_max=slicing_cfg["min_head_fraction_of_max"], max_depth_below_vertex_mm=slicing_cfg.get("max_depth_below_vertex_mm"))
     kept = table.loc[table.kept, "slice"].to_numpy(dtype=np.int64)
     size = int(slicing_cfg["size"])
     bg = BACKGROUND[modality]

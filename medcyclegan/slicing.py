@@ -6,23 +6,34 @@ import numpy as np
 import pandas as pd
 
 
-def slice_table(mask: np.ndarray, spacing_zyx, *, min_head_area_mm2: float, min_head_fraction_of_max: float) -> pd.DataFrame:
-    """One row per axial slice: head area, kept or not, and why a slice was dropped."""
+def slice_table(mask: np.ndarray, spacing_zyx, *, min_head_area_mm2: float, min_head_fraction_of_max: float, max_depth_below_vertex_mm: float | None = None) -> pd.DataFrame:
+    """One row per axial slice: head area, depth below the top of the head, kept or not and why.
+
+    Canonical volumes run inferior -> superior, so the vertex is the highest slice with head in
+    it. ``max_depth_below_vertex_mm`` keeps every modality to the same cranial range (a CQ500
+    thin series stops at the skull base; an OASIS MR goes down to the neck), so the two domains
+    of an unpaired model show the same anatomy.
+    """
     pixel_area = float(spacing_zyx[1] * spacing_zyx[2])
     areas = mask.reshape(mask.shape[0], -1).sum(axis=1) * pixel_area
     largest = float(areas.max()) if areas.size else 0.0
+    occupied = np.flatnonzero(areas > 0)
+    vertex = int(occupied[-1]) if occupied.size else 0
     rows = []
     for k, area in enumerate(areas):
+        depth = (vertex - k) * float(spacing_zyx[0])
         if area == 0:
             reason = "no head in slice"
         elif area < min_head_area_mm2:
             reason = f"head area {area:.0f} mm2 < min_head_area_mm2 {min_head_area_mm2:g}"
         elif area < min_head_fraction_of_max * largest:
             reason = f"head area {area:.0f} mm2 < {min_head_fraction_of_max:g} x largest ({largest:.0f} mm2)"
+        elif max_depth_below_vertex_mm is not None and depth > max_depth_below_vertex_mm:
+            reason = f"{depth:.0f} mm below the top of the head > max_depth_below_vertex_mm {max_depth_below_vertex_mm:g}"
         else:
             reason = ""
-        rows.append({"slice": k, "head_area_mm2": round(float(area), 1), "kept": reason == "", "reason": reason})
-    return pd.DataFrame(rows, columns=["slice", "head_area_mm2", "kept", "reason"])
+        rows.append({"slice": k, "head_area_mm2": round(float(area), 1), "depth_below_vertex_mm": round(depth, 1), "kept": reason == "", "reason": reason})
+    return pd.DataFrame(rows, columns=["slice", "head_area_mm2", "depth_below_vertex_mm", "kept", "reason"])
 
 
 def centred_window(mask: np.ndarray, size: int) -> tuple[int, int]:

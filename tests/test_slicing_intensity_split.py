@@ -38,6 +38,10 @@ def test_slice_table_reasons():
     assert t.reason[0] == "no head in slice"
     assert "min_head_area_mm2" in t.reason[2]
     assert "largest" in t.reason[3]
+    deep = slice_table(mask, (10, 1, 1), min_head_area_mm2=0, min_head_fraction_of_max=0, max_depth_below_vertex_mm=15)
+    assert deep.depth_below_vertex_mm.tolist() == [30, 20, 10, 0]
+    assert deep.kept.tolist() == [False, False, True, True]
+    assert "below the top of the head" in deep.reason[1]
 
 
 def test_intensity_roundtrip_and_clipping():
