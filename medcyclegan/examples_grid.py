@@ -4,8 +4,8 @@ Left: a column of real CT test slices (unpaired, to show what CT looks like). Ri
 input MR (or PET) test slices and, below each, the CT generated from it; where the demo provides
 a paired true CT for that slice, a third row shows it with the MAE inside the head mask.
 CT panels share one HU window and colourbar; the source panels their own [-1, 1] scale.
-Slices are chosen deterministically: evenly spaced through the central part of each test
-volume, columns going round-robin over the sorted test volumes.
+Slices are chosen deterministically: evenly spaced through a configurable range of each test
+volume (``slice_range``, fractions of its slices from the first, inferior, one), columns going round-robin over the sorted test volumes.
 """
 
 from __future__ import annotations
@@ -20,16 +20,18 @@ log = logging.getLogger("medcyclegan.examples_grid")
 MODALITY_LABEL = {"ct": "CT", "mr": "MR", "pet": "PET"}
 
 
-def select_slices(slices_by_volume: dict, n: int, middle_fraction: float = 0.5) -> list[tuple[str, int]]:
+def select_slices(slices_by_volume: dict, n: int, slice_range=(0.25, 0.75)) -> list[tuple[str, int]]:
     """Pick ``n`` (volume, slice) pairs deterministically.
 
     Columns go round-robin over the sorted volumes; a volume given ``m`` columns contributes
-    ``m`` slices evenly spaced (exclusive of the ends) through the central ``middle_fraction``
-    of its sorted slice indices. Returns fewer pairs only when there are fewer slices in all.
+    ``m`` slices evenly spaced (ends excluded) between the fractions ``slice_range`` of its
+    sorted slice indices (0 = first slice, 1 = last). Returns fewer pairs only when there are
+    fewer slices in all.
     """
     vols = sorted(v for v, s in slices_by_volume.items() if len(s))
     if not vols or n <= 0:
         return []
+    f0, f1 = sorted(float(f) for f in slice_range)
     per_vol = {v: 0 for v in vols}
     for k in range(n):
         per_vol[vols[k % len(vols)]] += 1
@@ -39,17 +41,16 @@ def select_slices(slices_by_volume: dict, n: int, middle_fraction: float = 0.5) 
         m = min(per_vol[v], len(s))
         if m == 0:
             continue
-        lo_f = (1.0 - middle_fraction) / 2.0
-        lo = lo_f * (len(s) - 1)
-        hi = (1.0 - lo_f) * (len(s) - 1)
+        lo = f0 * (len(s) - 1)
+        hi = f1 * (len(s) - 1)
         idx = [int(round(lo + (hi - lo) * (j + 1) / (m + 1))) for j in range(m)]
-        # keep them distinct if the central part is shorter than m
-        seen = []
+        # keep them distinct if the range holds fewer than m slices
+        seen: list = []
         for i in idx:
-            while i in seen and i + 1 < len(s):
-                i += 1
+            if i in seen:  # nearest unused slice
+                i = min((k for k in range(len(s)) if k not in seen), key=lambda k: (abs(k - i), k))
             seen.append(i)
-        picks[v] = [s[i] for i in seen]
+        picks[v] = [s[i] for i in sorted(seen)]
     out = []
     counters = {v: 0 for v in vols}
     for k in range(n):
@@ -65,8 +66,11 @@ def scan_tfrecord(tfrecord) -> dict:
     from .tfrecords import read_dataset
 
     out: dict = {}
-    for e in read_dataset(tfrecord).map(lambda e: (e["volume"], e["slice"])).as_numpy_iterator():
-        out.setdefault(e[0].decode(), []).append(int(e[1]))
+    def keys(e):
+        return e["volume"], e["slice"]
+
+    for vol, sl in read_dataset(tfrecord).map(keys).as_numpy_iterator():
+        out.setdefault(vol.decode(), []).append(int(sl))
     return out
 
 
@@ -123,19 +127,24 @@ def make_grid(
     src_label = MODALITY_LABEL.get(src, src.upper())
     vmin, vmax = hu_window
     panel = 2.3
-    fig = plt.figure(figsize=(panel * (n + 1) + 1.9, panel * rows + 1.3), dpi=dpi)
+    # columns: real CT | gap | n inputs | gap | source colourbar | gap | CT colourbar
+    ratios = [1, 0.15, *([1] * n), 0.12, 0.06, 0.55, 0.06]
+    fig_w = panel * (sum(ratios) + 0.5)
+    fig_h = panel * rows + 1.3
+    fig = plt.figure(figsize=(fig_w, fig_h), dpi=dpi)
     gs = gridspec.GridSpec(
         rows,
-        n + 4,
+        len(ratios),
         figure=fig,
-        width_ratios=[1, 0.12, *([1] * n), 0.06, 0.06],
-        wspace=0.08,
-        hspace=0.28,
-        left=0.05,
-        right=0.93,
-        top=1 - 1.0 / (panel * rows + 1.3),
-        bottom=0.03,
+        width_ratios=ratios,
+        wspace=0.06,
+        hspace=0.3,
+        left=0.5 / fig_w,
+        right=1 - 1.0 / fig_w,
+        top=1 - 1.05 / fig_h,
+        bottom=0.05 / fig_h,
     )
+    col_src_cb, col_ct_cb = n + 3, n + 5
     ct_kw = dict(cmap="gray", vmin=vmin, vmax=vmax, interpolation="nearest")
     src_kw = dict(cmap="gray" if src != "pet" else "magma", vmin=-1, vmax=1, interpolation="nearest")
 
@@ -186,14 +195,12 @@ def make_grid(
                 ax.text(0.5, 0.5, "no paired CT", ha="center", va="center", transform=ax.transAxes, fontsize=8)
             if c == 0:
                 ax.set_ylabel(row_names[2], fontsize=9)
-    cax = fig.add_subplot(gs[:, n + 3])
-    cb = fig.colorbar(ct_im, cax=cax)
-    cb.set_label(f"CT, HU (window {vmin:g} to {vmax:g})", fontsize=9)
-    sax = fig.add_subplot(gs[:, n + 2])
+    sax = fig.add_subplot(gs[:, col_src_cb])
     sb = fig.colorbar(src_im, cax=sax)
-    sb.ax.yaxis.set_ticks_position("left")
-    sb.ax.yaxis.set_label_position("left")
-    sb.set_label(f"{src_label}, normalised intensity [-1, 1]", fontsize=9)
+    sb.set_label(f"{src_label} (normalised, -1 = background)", fontsize=9)
+    cax = fig.add_subplot(gs[:, col_ct_cb])
+    cb = fig.colorbar(ct_im, cax=cax)
+    cb.set_label(f"CT, Hounsfield units (window {vmin:g} to {vmax:g} HU)", fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
     out_png = Path(out_png)
@@ -212,7 +219,7 @@ def examples_grid(model_dir, src_test, ct_test, out_png, examples: dict, ground_
     src = manifest["source_modality"]
     lo_ct, hi_ct = manifest["ct_value_range"]
     n = int(examples["n_inputs"])
-    frac = float(examples["middle_fraction"])
+    frac = tuple(examples["slice_range"])
 
     picks = select_slices(scan_tfrecord(src_test), n, frac)
     if not picks:
@@ -223,13 +230,21 @@ def examples_grid(model_dir, src_test, ct_test, out_png, examples: dict, ground_
     ct_picks = select_slices(scan_tfrecord(ct_test), rows, frac)
     ct_recs = read_selected(ct_test, ct_picks)
 
+    label = MODALITY_LABEL.get(src, src)
     gen = load_generator(generator_path(model_dir, "to_ct"))
     x = np.stack([recs[p]["image"] for p in picks])[..., None]
     y = gen(x)[..., 0]
     generated = [to_physical(y[i], lo_ct, hi_ct) for i in range(len(picks))]
-    inputs = [(recs[p]["image"], f"{recs[p]['subject']}\n{p[0]}, slice {p[1]}") for p in picks]
+    def name(rec):
+        sub, vol = rec["subject"], rec["volume"]
+        return vol if sub == vol or sub in vol else f"{sub} / {vol}"
+
+    inputs = [(recs[p]["image"], f"input {label}: {name(recs[p])}\nslice {p[1]}") for p in picks]
     real_ct = [
-        (to_physical(ct_recs[p]["image"], ct_recs[p]["value_lo"], ct_recs[p]["value_hi"]), f"{ct_recs[p]['subject']}, slice {p[1]}")
+        (
+            to_physical(ct_recs[p]["image"], ct_recs[p]["value_lo"], ct_recs[p]["value_hi"]),
+            f"real CT: {name(ct_recs[p])}\nslice {p[1]}",
+        )
         for p in ct_picks
     ]
     ground_truth = None
@@ -244,7 +259,6 @@ def examples_grid(model_dir, src_test, ct_test, out_png, examples: dict, ground_
                         k = int(where[0])
                         item = (z["hu"][k].astype(np.float64), z["mask"][k].astype(bool), f"true CT, slice {s}")
             ground_truth.append(item)
-    label = MODALITY_LABEL.get(src, src)
     title = (
         f"{manifest['task']}: {label} → CT generator on held-out test slices "
         f"(training step {manifest['step']}, {manifest['image_size']}×{manifest['image_size']} px)\n"

@@ -58,6 +58,21 @@ def perceptual_loss(real_features, fake_features):
     return tf.add_n([l1(r, f) for r, f in zip(real_features, fake_features)]) / float(len(real_features))
 
 
+def head_mask(x, tau: float = 0.02):
+    """Soft head mask of an image whose background is exactly -1: 0 at -1, 1 from -1 + tau."""
+    return tf.clip_by_value((_f32(x) + 1.0) / tau, 0.0, 1.0)
+
+
+def outline_loss(real, translated, tau: float = 0.02):
+    """Shape consistency: L1 between the head masks of an image and of its translation.
+
+    Both domains' slices are masked to the background value -1 outside the head, so a
+    translation must keep the head where it is (cf. the shape-consistency loss of Zhang et al.,
+    CVPR 2018); it stops the generator from redrawing the head outline.
+    """
+    return l1(head_mask(real, tau), head_mask(translated, tau))
+
+
 # ----------------------------------------------------------------------------- VGG-19 (optional)
 
 VGG_CONTENT_LAYERS = ("block4_conv2",)

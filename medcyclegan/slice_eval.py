@@ -113,8 +113,21 @@ def evaluate(generator, ct_value_range, src_test, ct_train, ground_truth_npz, ba
             abs_base += bmae * n
             n_all += n
         n_slices_all += len(have)
+        per_slice = []
+        for k in range(len(have)):
+            sm, _ = mae_in_mask(pred_hu[k], true_hu[k], m[k])
+            sb, sn = mae_in_mask(np.full(true_hu[k].shape, base["mean_hu"]), true_hu[k], m[k])
+            per_slice.append([int(idx[have[k]]), sn, round(sm, 1) if sn else None, round(sb, 1) if sn else None])
         result["volumes"].append(
-            {"volume": vol, "n_slices": len(have), "n_slices_missing": missing, "n_pixels": n, "mae_hu": mae, "baseline_mae_hu": bmae}
+            {
+                "volume": vol,
+                "n_slices": len(have),
+                "n_slices_missing": missing,
+                "n_pixels": n,
+                "mae_hu": mae,
+                "baseline_mae_hu": bmae,
+                "per_slice": {"columns": ["slice", "n_pixels", "mae_hu", "baseline_mae_hu"], "rows": per_slice},
+            }
         )
         log.info("%s: %d slices, MAE %.1f HU (baseline %.1f HU)", vol, len(have), mae, bmae)
     result["n_volumes"] = len(result["volumes"])

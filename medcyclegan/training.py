@@ -143,15 +143,23 @@ def file_fingerprint(path) -> str:
     return h.hexdigest()
 
 
-def run_fingerprint(cfg: dict, inputs: dict) -> dict:
-    """What a checkpoint folder is tied to: the math-relevant config and the input data."""
+#: bump when the training math changes in a way the config does not show (losses, train step)
+TRAINING_CODE_VERSION = 1
+
+
+def run_fingerprint(cfg: dict, inputs: dict, architecture: str = "") -> dict:
+    """What a checkpoint folder is tied to: the math-relevant config, the input data, the
+    networks' architecture (hash of their Keras configs, see :meth:`CycleGANTrainer.architecture_hash`)
+    and :data:`TRAINING_CODE_VERSION`."""
     relevant = {k: v for k, v in training_only(cfg).items() if k not in RESUMABLE_KEYS}
     data = {name: file_fingerprint(p) for name, p in sorted(inputs.items())}
-    blob = json.dumps({"config": relevant, "data": data}, sort_keys=True)
+    code = {"architecture": architecture, "training_code_version": TRAINING_CODE_VERSION}
+    blob = json.dumps({"config": relevant, "data": data, "code": code}, sort_keys=True)
     return {
         "fingerprint": hashlib.sha256(blob.encode()).hexdigest()[:16],
         "config": relevant,
         "data": data,
+        "code": code,
     }
 
 
@@ -175,6 +183,7 @@ def prepare_checkpoint_dir(checkpoint_dir, fingerprint: dict) -> Path:
                     if old.get("config", {}).get(k) != fingerprint["config"].get(k)
                 )
                 changed += [f"input data ({k})" for k in fingerprint["data"] if old.get("data", {}).get(k) != fingerprint["data"][k]]
+                changed += [f"code ({k})" for k in fingerprint.get("code", {}) if old.get("code", {}).get(k) != fingerprint["code"][k]]
             backup = ckdir.with_name(ckdir.name + ".previous")
             log.warning(
                 "checkpoints in %s belong to a different training setup (changed: %s); moving them to %s "
@@ -302,6 +311,11 @@ class CycleGANTrainer:
         )
         self.train_step = tf.function(self._train_step)
 
+    def architecture_hash(self) -> str:
+        """Hash of the four networks' Keras configs (changes with any architecture change)."""
+        blob = json.dumps([self.models[k].to_json() for k in sorted(self.models)] + [self.policy])
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
     # -- learning rate and weights
 
     def _inner(self, opt):
@@ -355,9 +369,16 @@ class CycleGANTrainer:
             d_fake_src = D_src(fake_src, training=True)
             g_adv_ct = L.generator_adversarial_loss(d_fake_ct[0], self.adv)
             g_adv_src = L.generator_adversarial_loss(d_fake_src[0], self.adv)
-            cycle = L.l1(rec_src, src) + L.l1(rec_ct, ct)
-            g_total = g_adv_ct + g_adv_src + lam * cycle
-            out = {"g_adv_ct": g_adv_ct, "g_adv_src": g_adv_src, "cycle": cycle}
+            cycle_src = L.l1(rec_src, src)  # source -> CT -> source
+            cycle_ct = L.l1(rec_ct, ct)  # CT -> source -> CT
+            g_total = g_adv_ct + g_adv_src + lam * (float(cfg["src_cycle_factor"]) * cycle_src + cycle_ct)
+            out = {"g_adv_ct": g_adv_ct, "g_adv_src": g_adv_src, "cycle_src": cycle_src, "cycle_ct": cycle_ct}
+
+            w_o = float(cfg["outline_weight"])
+            if w_o > 0:
+                outline = L.outline_loss(src, fake_ct) + L.outline_loss(ct, fake_src)
+                g_total += w_o * outline
+                out["outline"] = outline
 
             if lam_id > 0:
                 identity = L.l1(G(ct, training=True), ct) + L.l1(F(src, training=True), src)
@@ -558,8 +579,10 @@ def _fmt_losses(losses: dict, src: str) -> str:
     names = {
         "g_adv_ct": f"G_{src}2ct_adv",
         "g_adv_src": f"G_ct2{src}_adv",
-        "cycle": "cycle",
+        "cycle_src": f"cycle_{src}",
+        "cycle_ct": "cycle_ct",
         "identity": "identity",
+        "outline": "outline",
         "perceptual": "perceptual",
         "vgg_content": "vgg_content",
         "vgg_style": "vgg_style",
@@ -603,11 +626,10 @@ def run_training(
     cfg = dict(cfg)
     log.info("task %s: %s <-> ct; TensorFlow %s, Keras %s; GPUs: %s", task, src, tf.__version__, keras.__version__,
              [g.name for g in gpus] or "none (CPU)")
-    fp = run_fingerprint(cfg, {"src_train": src_train, "ct_train": ct_train})
-    ckdir = prepare_checkpoint_dir(checkpoint_dir, fp)
     keras.utils.set_random_seed(int(cfg["seed"]))
-
     trainer = CycleGANTrainer(cfg)
+    fp = run_fingerprint(cfg, {"src_train": src_train, "ct_train": ct_train}, trainer.architecture_hash())
+    ckdir = prepare_checkpoint_dir(checkpoint_dir, fp)
     manager = tf.train.CheckpointManager(trainer.checkpoint, str(ckdir), max_to_keep=int(cfg["keep_checkpoints"]))
     if manager.latest_checkpoint:
         trainer.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()

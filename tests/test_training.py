@@ -34,6 +34,8 @@ def tiny_config(**over):
             "shuffle_buffer": 8,
             "log_every": 1,
             "checkpoint_every": 2,
+            "outline_weight": 1.0,
+            "src_cycle_factor": 0.5,
             **over,
         },
         "mr2ct",
@@ -170,6 +172,10 @@ def test_losses():
     assert float(losses.perceptual_loss([ones, zeros], [zeros, zeros])) == pytest.approx(0.5)
     with pytest.raises(ValueError):
         losses.discriminator_loss(ones, zeros, "wgan")
+    # shape consistency: head masks of input and translation (background exactly -1)
+    head = -tf.ones([1, 4, 4, 1]) + tf.pad(tf.ones([1, 2, 2, 1]) * 1.5, [[0, 0], [1, 1], [1, 1], [0, 0]])
+    assert float(losses.outline_loss(head, head * 0.5 - 0.5)) == 0.0  # same outline, other values
+    assert float(losses.outline_loss(head, -tf.ones_like(head))) == pytest.approx(4 / 16)  # head erased
 
 
 def test_vgg_missing_file_names_key_and_path(tmp_path):
@@ -267,7 +273,7 @@ def test_train_steps_change_every_model(trainer, data):
     it = iter(training.unpaired_dataset(data["mr"], data["ct"], trainer.cfg, seed=0))
     for _ in range(3):
         out = trainer.train_step(*next(it))
-    assert set(out) >= {"g_adv_ct", "g_adv_src", "cycle", "identity", "perceptual", "g_total", "d_ct", "d_src"}
+    assert set(out) >= {"g_adv_ct", "g_adv_src", "cycle_src", "cycle_ct", "outline", "identity", "perceptual", "g_total", "d_ct", "d_src"}
     assert all(np.isfinite(float(v)) for v in out.values())
     for k, m in trainer.models.items():
         after = [w.numpy() for w in m.trainable_weights]
@@ -389,6 +395,12 @@ def test_checkpoint_dir_is_tied_to_config_and_data(tmp_path, data, caplog):
     moved = training.run_fingerprint({**cfg, "unet_filters": 8}, {"src_train": data["mr_test"], "ct_train": data["ct"]})
     training.prepare_checkpoint_dir(ck, moved)
     assert "input data (src_train)" in caplog.text and not (ck / "ckpt-7.index").exists()
+    # same config but different network code (architecture hash): also a fresh start
+    caplog.clear()
+    (ck / "ckpt-8.index").write_text("x")
+    code = training.run_fingerprint({**cfg, "unet_filters": 8}, {"src_train": data["mr_test"], "ct_train": data["ct"]}, "abc")
+    training.prepare_checkpoint_dir(ck, code)
+    assert "code (architecture)" in caplog.text and not (ck / "ckpt-8.index").exists()
 
 
 # ----------------------------------------------------------------------------- slice evaluation
@@ -416,6 +428,8 @@ def test_evaluate_against_ground_truth(tmp_path, data):
 
     r = slice_eval.evaluate(perfect, (lo, hi), data["mr_test"], data["ct"], [tmp_path / "mrV0.npz"])
     assert r["n_volumes"] == 1 and r["n_slices"] == 3 and r["volumes"][0]["n_slices_missing"] == 1
+    rows = r["volumes"][0]["per_slice"]["rows"]
+    assert [row[0] for row in rows] == [10, 11, 12] and all(row[2] == 0.0 for row in rows)
     assert r["mae_hu"] == pytest.approx(0.0, abs=1e-3)
     assert r["baseline_mae_hu"] > 100 and r["model_beats_baseline"] is True
     # baseline value: mean head HU of the CT training phantoms
