@@ -298,6 +298,19 @@ class CycleGANTrainer:
 
         self.adv = cfg["adversarial_loss"]
         self.vgg = losses.VGGLoss(cfg["vgg_weights"], cfg["image_size"]) if cfg.get("vgg_weights") else None
+
+        # exponential moving average of the generators' weights (what is exported when enabled)
+        self.ema_decay = float(cfg.get("ema_decay", 0.0))
+        self.ema = {}
+        if self.ema_decay > 0:
+            keras.mixed_precision.set_global_policy(self.policy)
+            try:
+                twins = build_models(cfg, channels=channels)
+            finally:
+                keras.mixed_precision.set_global_policy("float32")
+            for name in ("g_src2ct", "g_ct2src"):
+                twins[name].set_weights(self.models[name].get_weights())
+                self.ema[name] = twins[name]
         self.checkpoint = tf.train.Checkpoint(
             step=self.step,
             g_src2ct=self.g_src2ct,
@@ -308,6 +321,7 @@ class CycleGANTrainer:
             opt_d=self.opt_d,
             pool_ct=self.pool_ct,
             pool_src=self.pool_src,
+            **{f"ema_{k}": m for k, m in self.ema.items()},
         )
         self.train_step = tf.function(self._train_step)
 
@@ -315,6 +329,23 @@ class CycleGANTrainer:
         """Hash of the four networks' Keras configs (changes with any architecture change)."""
         blob = json.dumps([self.models[k].to_json() for k in sorted(self.models)] + [self.policy])
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def export_generators(self):
+        """(source->CT, CT->source) generators to export: the weight averages when ``ema_decay`` > 0."""
+        if self.ema:
+            return self.ema["g_src2ct"], self.ema["g_ct2src"]
+        return self.g_src2ct, self.g_ct2src
+
+    def _update_ema(self):
+        import tensorflow as tf
+
+        # warm-up as in tf.train.ExponentialMovingAverage(num_updates=step): early averages forget
+        # the random initialisation quickly
+        step = tf.cast(self.step, tf.float32)
+        decay = tf.minimum(self.ema_decay, (1.0 + step) / (10.0 + step))
+        for name, twin in self.ema.items():
+            for avg, w in zip(twin.weights, self.models[name].weights):
+                avg.assign(decay * avg + (1.0 - decay) * tf.cast(w, avg.dtype))
 
     # -- learning rate and weights
 
@@ -331,6 +362,9 @@ class CycleGANTrainer:
         for name in ("g_src2ct", "g_ct2src", "d_ct", "d_src"):
             for i, v in enumerate(self.models[name].weights):
                 out[f"{name}/{i}"] = np.array(v.numpy())
+        for name, twin in self.ema.items():
+            for i, v in enumerate(twin.weights):
+                out[f"ema_{name}/{i}"] = np.array(v.numpy())
         for name, opt in (("opt_g", self.opt_g), ("opt_d", self.opt_d)):
             for i, v in enumerate(opt.variables):
                 out[f"{name}/{i}"] = np.array(v.numpy())
@@ -411,6 +445,8 @@ class CycleGANTrainer:
         self._apply(self.opt_d, tape, d_total, self.d_vars)
         del tape
         self.step.assign_add(1)
+        if self.ema:
+            self._update_ema()
         out.update({"g_total": g_total, "d_ct": d_ct_loss, "d_src": d_src_loss})
         return out
 
@@ -697,8 +733,9 @@ def run_training(
             log.info("checkpoint %s", path)
             if writer is not None and cfg.get("tensorboard_images", True):
                 with writer.as_default():
-                    fake_ct = tf.cast(trainer.g_src2ct(src_b, training=False), tf.float32)
-                    fake_src = tf.cast(trainer.g_ct2src(ct_b, training=False), tf.float32)
+                    g_src2ct, g_ct2src = trainer.export_generators()
+                    fake_ct = tf.cast(g_src2ct(src_b, training=False), tf.float32)
+                    fake_src = tf.cast(g_ct2src(ct_b, training=False), tf.float32)
                     grid = tf.concat([src_b, fake_ct, ct_b, fake_src], axis=2)
                     tb_images(f"{src}_to_ct_and_back/{src}|{src}2ct|ct|ct2{src}", (grid + 1) / 2, step, max_outputs=2)
     run_s = time.perf_counter() - t_run
@@ -713,7 +750,7 @@ def run_training(
 
     lo, hi = _ct_value_range(ct_train)
     t_exp = time.perf_counter()
-    manifest = export_models(trainer.g_src2ct, trainer.g_ct2src, model_dir, task, cfg["image_size"], step, (lo, hi),
+    manifest = export_models(*trainer.export_generators(), model_dir, task, cfg["image_size"], step, (lo, hi),
                              fingerprint=fp["fingerprint"])
     export_s = time.perf_counter() - t_exp
     names = {k: v["path"] for k, v in manifest["generators"].items()}

@@ -265,11 +265,13 @@ def trainer():
     import keras
 
     keras.utils.set_random_seed(0)
-    return training.CycleGANTrainer(tiny_config(norm="batch", unet_dropout=0.5))  # moving stats + dropout RNG too
+    # batch norm (moving statistics), dropout and generator weight averaging: all must checkpoint
+    return training.CycleGANTrainer(tiny_config(norm="batch", unet_dropout=0.5, ema_decay=0.9))
 
 
 def test_train_steps_change_every_model(trainer, data):
     before = {k: [w.numpy().copy() for w in m.trainable_weights] for k, m in trainer.models.items()}
+    ema_before = [w.numpy().copy() for w in trainer.ema["g_src2ct"].trainable_weights]
     it = iter(training.unpaired_dataset(data["mr"], data["ct"], trainer.cfg, seed=0))
     for _ in range(3):
         out = trainer.train_step(*next(it))
@@ -279,6 +281,12 @@ def test_train_steps_change_every_model(trainer, data):
         after = [w.numpy() for w in m.trainable_weights]
         changed = sum(not np.array_equal(a, b) for a, b in zip(before[k], after))
         assert changed == len(after), f"{k}: only {changed}/{len(after)} weight tensors changed"
+    # the exported (averaged) generator moved too, but lags behind the live weights
+    ema_after = [w.numpy() for w in trainer.ema["g_src2ct"].trainable_weights]
+    live = [w.numpy() for w in trainer.g_src2ct.trainable_weights]
+    assert all(not np.array_equal(a, b) for a, b in zip(ema_before, ema_after))
+    assert all(not np.array_equal(a, b) for a, b in zip(ema_after, live))
+    assert trainer.export_generators()[0] is trainer.ema["g_src2ct"]
     assert int(trainer.step.numpy()) == 3
     assert int(trainer.opt_g.iterations.numpy()) == 3 and int(trainer.opt_d.iterations.numpy()) == 3
     assert int(trainer.pool_ct.count.numpy()) == 3
@@ -304,7 +312,8 @@ def test_checkpoint_restore_is_exact(tmp_path, data, trainer):
     restored = t2.all_variables()
     assert restored.keys() == saved.keys()
     assert sum(not np.array_equal(fresh[n], saved[n]) for n in saved) > 10
-    for n in saved:  # weights, BN moving statistics, Adam moments, iterations, image pools, pool RNG
+    assert any(n.startswith("ema_g_src2ct/") for n in saved)
+    for n in saved:  # weights, BN moving statistics, EMA weights, Adam moments, iterations, pools, pool RNG
         np.testing.assert_array_equal(restored[n], saved[n], err_msg=n)
     assert int(t2.step.numpy()) == k and int(t2.opt_g.iterations.numpy()) == k
     assert t2.learning_rate() == pytest.approx(float(schedules.from_config(cfg)(k)))
