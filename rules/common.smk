@@ -62,7 +62,7 @@ for _m in MODALITIES:
     if len(VOLUMES[_m]) < 2:
         raise WorkflowError(
             f"{_m}: found {len(VOLUMES[_m])} volume(s) under "
-            f"{config['data'][_m + '_dir'] or 'the demo dataset'}; a train/test split needs at least 2"
+            f"{config['data'][f'{_m}_dir'] or 'the demo dataset'}; a train/test split needs at least 2"
         )
 
 
@@ -76,6 +76,42 @@ def raw_source(wildcards):
             f"no raw {wildcards.modality} volume named {wildcards.volume!r} "
             f"(found {len(VOLUMES[wildcards.modality])}: {known}, ...)"
         ) from None
+
+
+def modality_params(section):
+    """Only the modality's own settings, so changing MR settings never reruns CT jobs."""
+
+    def get(wildcards):
+        if section == "ingest":
+            if wildcards.modality == "ct":
+                return {"ct_series": config["ct_series"]}
+            if wildcards.modality == "pet":
+                return {"pet": config["pet"]}
+            return {}
+        if section == "intensity":
+            key = "ct_window_hu" if wildcards.modality == "ct" else f"{wildcards.modality}_percentiles"
+            return {key: config["intensity"][key]}
+        return config[section][wildcards.modality]
+
+    return get
+
+
+def preview_volumes(wildcards):
+    return sorted(VOLUMES[wildcards.modality])[: config["qc"]["preview_subjects"]]
+
+
+def task_training(wildcards):
+    """The merged training config of this task (common values + training.tasks.<task>)."""
+    from medcyclegan.training import task_config
+
+    return task_config(config["training"], wildcards.task)
+
+
+def train_params(wildcards):
+    # only the keys training uses: changing the figure's settings must not retrain
+    from medcyclegan.training import training_only
+
+    return training_only(task_training(wildcards))
 
 
 def split_volumes(modality, split):

@@ -11,10 +11,14 @@ rule split:
         test_fraction=config["split"]["test_fraction"],
     log:
         "logs/split/{modality}.log",
+    benchmark:
+        "logs/benchmarks/split/{modality}.tsv"
     threads: 1
     resources:
         mem_mb=500,
         runtime=5,
+    conda:
+        "../envs/medcyclegan.yaml"
     script:
         "../workflow_scripts/split.py"
 
@@ -33,6 +37,8 @@ rule tfrecords:
     resources:
         mem_mb=2000,
         runtime=30,
+    conda:
+        "../envs/medcyclegan.yaml"
     script:
         "../workflow_scripts/tfrecords.py"
 
@@ -45,16 +51,16 @@ rule qc_slice_table:
         f"{RESULTS}/qc/{{modality}}_slices.csv",
     log:
         "logs/qc_slice_table/{modality}.log",
+    benchmark:
+        "logs/benchmarks/qc_slice_table/{modality}.tsv"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
+    conda:
+        "../envs/medcyclegan.yaml"
     script:
         "../workflow_scripts/qc_slice_table.py"
-
-
-def preview_volumes(wildcards):
-    return sorted(VOLUMES[wildcards.modality])[: config["qc"]["preview_subjects"]]
 
 
 rule qc_preview:
@@ -68,9 +74,13 @@ rule qc_preview:
         n_slices=config["qc"]["preview_slices"],
     log:
         "logs/qc_preview/{modality}.log",
+    benchmark:
+        "logs/benchmarks/qc_preview/{modality}.tsv"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=5,
+    conda:
+        "../envs/medcyclegan.yaml"
     script:
         "../workflow_scripts/qc_preview.py"

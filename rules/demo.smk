@@ -21,6 +21,8 @@ rule demo_ct_study:
     resources:
         mem_mb=3000,
         runtime=15,
+    conda:
+        "../envs/medcyclegan.yaml"
     script:
         "../workflow_scripts/demo_data.py"
 
@@ -42,6 +44,8 @@ rule demo_mr_session:
     resources:
         mem_mb=3000,
         runtime=15,
+    conda:
+        "../envs/medcyclegan.yaml"
     script:
         "../workflow_scripts/demo_data.py"
 
@@ -63,5 +67,7 @@ rule demo_pet_session:
     resources:
         mem_mb=3000,
         runtime=15,
+    conda:
+        "../envs/medcyclegan.yaml"
     script:
         "../workflow_scripts/demo_data.py"

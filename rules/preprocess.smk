@@ -2,24 +2,6 @@
 # preprocess (head mask, useful slices, 256x256 window, [-1, 1] scaling).
 
 
-def modality_params(section):
-    """Only the modality's own settings, so changing MR settings never reruns CT jobs."""
-
-    def get(wildcards):
-        if section == "ingest":
-            if wildcards.modality == "ct":
-                return {"ct_series": config["ct_series"]}
-            if wildcards.modality == "pet":
-                return {"pet": config["pet"]}
-            return {}
-        if section == "intensity":
-            key = "ct_window_hu" if wildcards.modality == "ct" else f"{wildcards.modality}_percentiles"
-            return {key: config["intensity"][key]}
-        return config[section][wildcards.modality]
-
-    return get
-
-
 rule ingest:
     input:
         source=raw_source,
@@ -37,6 +19,8 @@ rule ingest:
     resources:
         mem_mb=4000,
         runtime=20,
+    conda:
+        "../envs/medcyclegan.yaml"
     script:
         "../workflow_scripts/ingest.py"
 
@@ -60,6 +44,8 @@ rule preprocess_volume:
     resources:
         mem_mb=3000,
         runtime=20,
+    conda:
+        "../envs/medcyclegan.yaml"
     script:
         "../workflow_scripts/preprocess_volume.py"
 
@@ -78,9 +64,13 @@ rule ground_truth_slices:
         modality="mr|pet",
     log:
         "logs/ground_truth_slices/{modality}/{volume}.log",
+    benchmark:
+        "logs/benchmarks/ground_truth_slices/{modality}/{volume}.tsv"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        "../envs/medcyclegan.yaml"
     script:
         "../workflow_scripts/ground_truth_slices.py"

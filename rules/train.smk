@@ -8,17 +8,7 @@
 # Checkpoints ({RESULTS}/{task}/checkpoints/) and TensorBoard logs ({RESULTS}/{task}/tensorboard/)
 # are deliberately NOT outputs: Snakemake's cleanup of a failed/killed job's outputs never
 # deletes them, so rerunning the same command resumes from the last checkpoint.
-from medcyclegan.training import task_config as _task_config, training_only as _training_only
-
-
-def task_training(wildcards):
-    """The merged training config of this task (common values + training.tasks.<task>)."""
-    return _task_config(config["training"], wildcards.task)
-
-
-def train_params(wildcards):
-    # only the keys training uses: changing the figure's settings must not retrain
-    return _training_only(task_training(wildcards))
+# (task_training and train_params are defined in rules/common.smk)
 
 
 rule train:
@@ -41,6 +31,8 @@ rule train:
     resources:
         mem_mb=lambda w: task_training(w)["mem_mb"],
         runtime=lambda w: task_training(w)["runtime_min"],
+    conda:
+        "../envs/medcyclegan.yaml"
     script:
         "../workflow_scripts/train.py"
 
@@ -57,10 +49,14 @@ rule examples_grid:
         examples=lambda w: task_training(w)["examples"],
     log:
         "logs/examples_grid/{task}.log",
+    benchmark:
+        "logs/benchmarks/examples_grid/{task}.tsv"
     threads: 2
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        "../envs/medcyclegan.yaml"
     script:
         "../workflow_scripts/examples_grid.py"
 
@@ -81,5 +77,7 @@ rule slice_eval:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        "../envs/medcyclegan.yaml"
     script:
         "../workflow_scripts/slice_eval.py"
