@@ -14,8 +14,9 @@ preprocessing is undone in reverse order:
 4. write with the original file's exact affine (qform and sform, with their codes) and its spatial
    shape, through nibabel, in a fresh header (nothing else of the input's header is copied).
 
-The preprocessing of a new volume (bring-your-own) uses the settings training data were made
-with, stored next to the exported generators in ``model/preprocessing.json``.
+The preprocessing of a new volume (bring-your-own) uses the settings the training data were made
+with, recorded by the workflow in ``results/{task}/preprocessing.json`` next to the exported
+``model/`` folder (or ``model/preprocessing.json`` when copied into it).
 """
 
 from __future__ import annotations
@@ -64,14 +65,17 @@ def write_preprocessing(model_dir, record: dict) -> Path:
 
 
 def load_preprocessing(model_dir, override=None) -> dict:
-    """The model's preprocessing record (``override``: an explicit JSON path instead)."""
-    path = Path(override) if override else Path(model_dir) / PREPROCESSING_FILE
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path}: no preprocessing record. Models trained by this workflow carry one; for an older "
-            f"model, pass --preprocessing with a JSON written by medcyclegan.synthesis.preprocessing_record."
-        )
-    return json.loads(path.read_text())
+    """The model's preprocessing record: ``override`` if given, else ``model_dir/preprocessing.json``,
+    else the workflow's ``results/{task}/preprocessing.json`` next to ``model_dir``."""
+    candidates = [Path(override)] if override else [Path(model_dir) / PREPROCESSING_FILE, Path(model_dir).parent / PREPROCESSING_FILE]
+    for path in candidates:
+        if path.is_file():
+            return json.loads(path.read_text())
+    raise FileNotFoundError(
+        f"no preprocessing record ({' or '.join(str(p) for p in candidates)}). The workflow writes "
+        f"results/<task>/preprocessing.json next to the model (keep it with the model folder); otherwise "
+        f"pass --preprocessing with a JSON written by medcyclegan.synthesis.preprocessing_record."
+    )
 
 
 # ----------------------------------------------------------------------------- geometry

@@ -82,3 +82,15 @@ def test_shape_mismatch_and_tiny_volume_rejected():
         metrics.mae(np.zeros(3), np.zeros(4), np.ones(3))
     with pytest.raises(ValueError, match="7 voxels"):
         metrics.ssim(np.zeros((5, 9, 9)), np.zeros((5, 9, 9)), np.ones((5, 9, 9)))
+
+
+def test_ssim_on_the_mask_box_equals_ssim_on_the_whole_volume():
+    rng = np.random.default_rng(0)
+    ct = rng.normal(0, 300, (20, 24, 22))
+    sct = ct + rng.normal(0, 100, ct.shape)
+    mask = np.zeros(ct.shape, bool)
+    mask[2:9, 5:15, 0:6] = True  # touches the volume's border on one axis
+    full = metrics.ssim_map(ct, sct, mask)
+    inner = np.zeros(ct.shape, bool)
+    inner[3:-3, 3:-3, 3:-3] = True
+    assert metrics.ssim(ct, sct, mask) == pytest.approx(full[mask & inner].mean(), rel=1e-12)
