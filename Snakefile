@@ -23,10 +23,18 @@ if Path(workflow.basedir, "rules", "train.smk").exists():
     include: "rules/train.smk"
 
 
+include: "rules/report.smk"
+include: "rules/dag.smk"
+
+
+report: "report/workflow.rst"
+
+
 rule all:
     input:
         preprocessing_targets(),
         training_targets(),
+        report_targets(),
     default_target: True
 
 

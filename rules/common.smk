@@ -154,3 +154,17 @@ def training_targets():
     if not Path(workflow.basedir, "rules", "train.smk").exists():
         return []
     return [f"{RESULTS}/{t}/examples.png" for t in TASKS]
+
+def workflow_snakefiles():
+    """The Snakefile and every rules/*.smk: the rule graph changes when one of them does."""
+    base = Path(workflow.basedir)
+    return [str(base / "Snakefile")] + sorted(str(p) for p in (base / "rules").glob("*.smk"))
+
+
+def report_targets():
+    """Figures and metrics for the HTML report (snakemake --report): training curves, and the
+    slice evaluation where the demo's paired true CT exists."""
+    if not training_targets():
+        return []
+    curves = [f"{RESULTS}/{t}/training_curves.png" for t in TASKS]
+    return curves + [f"{RESULTS}/{t}/slice_eval.json" for t, src in TASKS.items() if using_demo(src)]

@@ -48,7 +48,13 @@ rule qc_slice_table:
         tables=lambda w: [f"{RESULTS}/slices/{w.modality}/{v}.csv" for v in sorted(VOLUMES[w.modality])],
         split=f"{RESULTS}/splits/{{modality}}.csv",
     output:
-        f"{RESULTS}/qc/{{modality}}_slices.csv",
+        report(
+            f"{RESULTS}/qc/{{modality}}_slices.csv",
+            caption="../report/qc_slices.rst",
+            category="Preprocessing QC",
+            subcategory="{modality}",
+            labels={"modality": "{modality}", "figure": "slice table"},
+        ),
     log:
         "logs/qc_slice_table/{modality}.log",
     benchmark:
@@ -69,7 +75,13 @@ rule qc_preview:
         masks=lambda w: [f"{RESULTS}/masks/{w.modality}/{v}.nii.gz" for v in preview_volumes(w)],
         npz=lambda w: slices_npz(w.modality, preview_volumes(w)),
     output:
-        f"{RESULTS}/qc/{{modality}}_preview.png",
+        report(
+            f"{RESULTS}/qc/{{modality}}_preview.png",
+            caption="../report/qc_preview.rst",
+            category="Preprocessing QC",
+            subcategory="{modality}",
+            labels={"modality": "{modality}", "figure": "mask preview"},
+        ),
     params:
         n_slices=config["qc"]["preview_slices"],
     log:

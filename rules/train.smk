@@ -44,7 +44,13 @@ rule examples_grid:
         ct_test=f"{RESULTS}/tfrecords/ct/test.tfrecord",
         ground_truth=ground_truth_npz,
     output:
-        f"{RESULTS}/{{task}}/examples.png",
+        report(
+            f"{RESULTS}/{{task}}/examples.png",
+            caption="../report/examples.rst",
+            category="Training",
+            subcategory="{task}",
+            labels={"task": "{task}", "figure": "example grid"},
+        ),
     params:
         examples=lambda w: task_training(w)["examples"],
     log:
@@ -68,7 +74,13 @@ rule slice_eval:
         ct_train=f"{RESULTS}/tfrecords/ct/train.tfrecord",
         ground_truth=ground_truth_npz,
     output:
-        f"{RESULTS}/{{task}}/slice_eval.json",
+        report(
+            f"{RESULTS}/{{task}}/slice_eval.json",
+            caption="../report/slice_eval.rst",
+            category="Training",
+            subcategory="{task}",
+            labels={"task": "{task}", "figure": "slice evaluation"},
+        ),
     log:
         "logs/slice_eval/{task}.log",
     benchmark:

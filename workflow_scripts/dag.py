@@ -1,0 +1,18 @@
+# Snakemake script: the workflow's rule graph as SVG (Graphviz) and Mermaid.
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821 (injected by Snakemake)
+
+from medcyclegan.logutil import job_logging  # noqa: E402
+from medcyclegan.rulegraph import write_rulegraph  # noqa: E402
+
+smk = snakemake  # noqa: F821
+with job_logging(smk.log[0]):
+    write_rulegraph(
+        Path(smk.scriptdir).parent / "Snakefile",
+        dict(smk.params.config),
+        smk.params.target,
+        svg=smk.output.svg,
+        mermaid=smk.output.mmd,
+    )

@@ -1,0 +1,12 @@
+# Snakemake script: unpacks the rule's arguments and calls the medcyclegan package.
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821 (injected by Snakemake)
+
+from medcyclegan.logutil import job_logging  # noqa: E402
+from medcyclegan.training_curves import plot_training_curves  # noqa: E402
+
+smk = snakemake  # noqa: F821
+with job_logging(smk.log[0]):
+    plot_training_curves(smk.input.log, smk.output[0], title=smk.wildcards.task)
