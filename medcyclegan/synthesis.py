@@ -253,3 +253,30 @@ def predict(model_dir, input_path, output_path, *, preprocessing=None, tracer: s
     info = synthesize_preprocessed(generator, manifest["ct_value_range"], arrays, canonical, sliced.mask,
                                    input_path, output_path, batch_size)
     return {"task": manifest["task"], "model_step": manifest.get("step"), "modality": modality, **info}
+
+
+def original_input(info_json, source) -> Path:
+    """The raw file a volume was ingested from: ``ingest.file`` of its info JSON, under ``source``."""
+    source = Path(source)
+    if source.is_file():
+        return source
+    rel = json.loads(Path(info_json).read_text()).get("ingest", {}).get("file")
+    if not rel:
+        raise ValueError(f"{info_json}: no ingest.file recorded; cannot find the original input under {source}")
+    return source / rel
+
+
+def synthesize_job(model_dir, npz_path, mask_path, canonical_path, info_json, source, out_path,
+                   batch_size: int = 8) -> dict:
+    """Workflow job: sCT of one preprocessed test volume, on its original file's grid."""
+    from .training import generator_path, load_generator, load_manifest
+
+    manifest = load_manifest(model_dir)
+    with np.load(npz_path) as z:
+        sliced = {k: z[k] for k in ("images", "slice", "top_left")}
+    canonical = sitk.ReadImage(str(canonical_path), sitk.sitkFloat32)
+    head = sitk.GetArrayFromImage(sitk.ReadImage(str(mask_path))) > 0
+    original = original_input(info_json, source)
+    gen = load_generator(generator_path(model_dir, "to_ct"))
+    return synthesize_preprocessed(gen, manifest["ct_value_range"], sliced, canonical, head, original, out_path,
+                                   batch_size)

@@ -1,0 +1,16 @@
+# Snakemake script: unpacks the rule's arguments and calls the medcyclegan package.
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821 (injected by Snakemake)
+
+from medcyclegan.logutil import job_logging  # noqa: E402
+
+smk = snakemake  # noqa: F821
+with job_logging(smk.log[0]):
+    from medcyclegan import synthesis
+    from medcyclegan.training import configure_tensorflow
+
+    configure_tensorflow(smk.threads)
+    synthesis.synthesize_job(smk.input.model, smk.input.npz, smk.input.mask, smk.input.volume, smk.input.info,
+                             smk.input.source, smk.output[0], batch_size=smk.params.batch_size)
