@@ -7,6 +7,8 @@ with ids safe to use as wildcards.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import re
 from pathlib import Path
@@ -39,13 +41,36 @@ def cq500_study_id(folder_name: str) -> str | None:
     return None
 
 
-def find_ct_studies(ct_dir: str | os.PathLike, max_depth: int = 3) -> dict[str, str]:
+PSEUDONYM = re.compile(r"^anon-[0-9a-f]{12}$")
+ID_MODES = ("auto", "folder", "hash")
+
+
+def pseudonym(name: str, key: str = "") -> str:
+    """Stable pseudonymous id ``anon-<12 hex>`` of a folder name: HMAC-SHA256 keyed by ``key``.
+
+    The same name and key always give the same id (reruns and new studies keep every id); with a
+    secret key nobody can test guessed patient names against the ids.
+    """
+    digest = hmac.new(key.encode("utf-8"), name.encode("utf-8"), hashlib.sha256).hexdigest()
+    return f"anon-{digest[:12]}"
+
+
+def is_pseudonym(volume_id: str) -> bool:
+    """True for ids made by :func:`pseudonym` (their raw folder name must never be shown)."""
+    return bool(PSEUDONYM.match(volume_id))
+
+
+def find_ct_studies(ct_dir: str | os.PathLike, max_depth: int = 3, *, id_mode: str = "auto", id_key: str = "") -> dict[str, str]:
     """Map study id -> outermost study folder under ``ct_dir``.
 
-    CQ500 folder names give ``CQ500-CT-{n}`` ids (the names ``reads.csv`` uses). Any other
-    folder directly under ``ct_dir`` is taken as one study named after the folder (non-CQ500
-    collections), provided its name is a safe id.
+    CQ500 folder names give ``CQ500-CT-{n}`` ids (the names ``reads.csv`` uses; already
+    pseudonymous). Any other folder directly under ``ct_dir`` is taken as one study (non-CQ500
+    collections, whose folder names may be patient names). ``id_mode``: ``auto`` keeps CQ500 ids
+    and replaces any other folder name by :func:`pseudonym`; ``hash`` pseudonymises every study;
+    ``folder`` keeps other folder names as ids when they are safe wildcard values.
     """
+    if id_mode not in ID_MODES:
+        raise ValueError(f"privacy.ct_study_ids must be one of {ID_MODES}, got {id_mode!r}")
     root = Path(ct_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"data.ct_dir: {root} is not a folder")
@@ -64,8 +89,12 @@ def find_ct_studies(ct_dir: str | os.PathLike, max_depth: int = 3) -> dict[str, 
     walk(root, 1)
     if not studies:
         for entry in _subdirs(root):
-            if VOLUME_ID.match(entry.name):
+            if id_mode != "folder":
+                studies[pseudonym(entry.name, id_key)] = entry.path
+            elif VOLUME_ID.match(entry.name):
                 studies[entry.name] = entry.path
+    elif id_mode == "hash":
+        studies = {pseudonym(sid, id_key): path for sid, path in studies.items()}  # same id for both CQ500 layouts
     return dict(sorted(studies.items()))
 
 

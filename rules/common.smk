@@ -50,7 +50,7 @@ def discover(modality):
     root = config["data"][f"{modality}_dir"]
     try:
         if modality == "ct":
-            return discovery.find_ct_studies(root)
+            return discovery.find_ct_studies(root, id_mode=config["privacy"]["ct_study_ids"], id_key=config["privacy"]["id_key"])
         kinds = {"MR"} if modality == "mr" else set(config["pet"]["windows_min"])
         return discovery.find_oasis_sessions(root, kinds)
     except (FileNotFoundError, ValueError) as err:
@@ -147,6 +147,7 @@ def preprocessing_targets():
         + [f"{RESULTS}/qc/{m}_slices.csv" for m in MODALITIES]
         + [f"{RESULTS}/qc/{m}_preview.png" for m in MODALITIES]
         + [f"{RESULTS}/splits/{m}.csv" for m in MODALITIES]
+        + [f"{RESULTS}/qc/rejected.csv"]
     )
 
 

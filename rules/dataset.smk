@@ -96,3 +96,28 @@ rule qc_preview:
         "../envs/medcyclegan.yaml"
     script:
         "../workflow_scripts/qc_preview.py"
+
+
+rule rejected_table:
+    # every volume that was left out, with file, rule, reason and what to do (placeholders of
+    # rejected volumes carry their row; good volumes add nothing)
+    input:
+        npz=lambda w: [npz for m in MODALITIES for npz in slices_npz(m, sorted(VOLUMES[m]))],
+    output:
+        f"{RESULTS}/qc/rejected.csv",
+    log:
+        "logs/rejected_table.log",
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    script:
+        "../workflow_scripts/rejected_table.py"
+
+
+onsuccess:
+    from medcyclegan.reject import summary_line
+
+    _line = summary_line(f"{RESULTS}/qc/rejected.csv")
+    if _line:
+        print(_line)

@@ -11,6 +11,7 @@ rule ingest:
     params:
         settings=modality_params("ingest"),
         spacing_mm=config["geometry"]["spacing_mm"],
+        min_extent_mm=config["reject"]["min_extent_mm"],
     log:
         "logs/ingest/{modality}/{volume}.log",
     benchmark:
@@ -36,6 +37,7 @@ rule preprocess_volume:
         mask=modality_params("masking"),
         slicing=config["slicing"],
         intensity=modality_params("intensity"),
+        min_head_volume_ml=config["reject"]["min_head_volume_ml"],
     log:
         "logs/preprocess_volume/{modality}/{volume}.log",
     benchmark:

@@ -413,13 +413,22 @@ def test_gap_raises(tmp_path):
 
 
 def test_duplicate_positions_and_mixed_orientation_raise(tmp_path):
+    # an exact copy of a slice is a documented fix (kept once); a different image at the same
+    # position is refused
     write_series(tmp_path / "d", 4)
     shutil.copy(tmp_path / "d" / "CT000001.dcm", tmp_path / "d" / "copy.dcm")
+    assert read_ct_series(tmp_path / "d").GetSize()[2] == 4
+    write_slice(tmp_path / "d" / "other.dcm", np.full((8, 10), 7, np.int16), ipp=(-10.0, -20.0, -40.0 + 0.625))
     with pytest.raises(IngestError, match="share the position"):
         read_ct_series(tmp_path / "d")
+    # one scout among the slices is dropped (documented fix); many odd orientations are refused
     write_series(tmp_path / "o", 4)
     write_slice(tmp_path / "o" / "scout.dcm", np.zeros((8, 10), np.int16),
                 iop=(1, 0, 0, 0, 0, -1), ipp=(0, 0, 0))
+    assert read_ct_series(tmp_path / "o").GetSize()[2] == 4
+    for k in range(3):
+        write_slice(tmp_path / "o" / f"cor{k}.dcm", np.zeros((8, 10), np.int16),
+                    iop=(1, 0, 0, 0, 0, -1), ipp=(0, float(k), 0))
     with pytest.raises(IngestError, match="ImageOrientationPatient"):
         read_ct_series(tmp_path / "o")
     write_series(tmp_path / "m", 4)

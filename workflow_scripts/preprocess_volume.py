@@ -20,4 +20,5 @@ with job_logging(smk.log[0]):
         mask_cfg=smk.params.mask,
         slicing_cfg=smk.params.slicing,
         intensity_cfg=smk.params.intensity,
+        reject_cfg={"min_head_volume_ml": smk.params.min_head_volume_ml},
     )

@@ -78,6 +78,13 @@ _NON_DICOM_SUFFIXES = {
     ".zip", ".gz", ".tar", ".nii", ".pdf", ".md", ".py", ".db", ".ini", ".log", ".yaml", ".yml",
 }
 
+# SOP classes that never hold an image (structured reports, presentation states, key object
+# selections, raw data, encapsulated PDF): such files in a series folder are skipped, not errors
+_NON_IMAGE_SOP_PREFIXES = (
+    "1.2.840.10008.5.1.4.1.1.88.", "1.2.840.10008.5.1.4.1.1.11.", "1.2.840.10008.5.1.4.1.1.66",
+    "1.2.840.10008.5.1.4.1.1.104.", "1.2.840.10008.5.1.4.1.1.481.",
+)
+
 # pip packages that provide the pixel-data decoders for pydicom, by transfer syntax UID.
 _DECODER_PACKAGES = {
     "1.2.840.10008.1.2.4.90": "pylibjpeg pylibjpeg-openjpeg",   # JPEG 2000 lossless
@@ -198,11 +205,100 @@ _TABLE_COLUMNS = [
     "series_dir", "folder", "description", "n_files", "slice_thickness_mm", "thickness_source",
     "image_type", "convolution_kernel", "rows", "columns", "pixel_spacing_mm", "modality",
     "transfer_syntax", "transfer_syntax_name", "number_of_frames", "contrast_agent", "error",
+    "files", "series_in_folder",
 ]
 
 
+def _group_by_series(files: list[Path]) -> list[tuple[list[Path], list[pydicom.Dataset]]]:
+    """Split a folder's files by SeriesInstanceUID (documented fix for two series in one folder).
+
+    Every header is read (no pixel data). Files whose header cannot be read stay with every group,
+    so reading the series later fails loudly on them instead of silently losing a slice.
+    """
+    by_uid: dict[str, tuple[list[Path], list[pydicom.Dataset]]] = {}
+    unreadable: list[Path] = []
+    for f in files:
+        try:
+            ds = _dcmread(f, headers_only=True)
+        except Exception:  # noqa: BLE001 - reported when the series is read
+            unreadable.append(f)
+            continue
+        uid = str(ds.get("SeriesInstanceUID", "") or "")
+        by_uid.setdefault(uid, ([], []))
+        by_uid[uid][0].append(f)
+        by_uid[uid][1].append(ds)
+    if not by_uid:
+        return [(files, [])]
+    if len(by_uid) > 1 and "" in by_uid:  # files without a UID cannot be assigned: keep them everywhere
+        unreadable += by_uid.pop("")[0]
+    # stable order: the group holding the first file name comes first
+    ordered = sorted(by_uid.values(), key=lambda g: min(str(p) for p in g[0]))
+    return [(sorted(g[0] + unreadable), g[1]) for g in ordered]
+
+
+def _summary_row(study: Path, folder: Path, files: list[Path], headers: list[pydicom.Dataset],
+                 k: int, n_groups: int) -> dict[str, Any]:
+    """One series-table row from the headers of one SeriesInstanceUID group of a folder."""
+    suffix = f" [series {k + 1} of {n_groups}]" if n_groups > 1 else ""
+    row: dict[str, Any] = {c: "" for c in _TABLE_COLUMNS}
+    rel_folder = str(folder.relative_to(study)) if folder != study else "."
+    row.update(
+        series_dir=str(folder.resolve()) + suffix,
+        folder=rel_folder + suffix,
+        description=folder.name + suffix,
+        n_files=len(files),
+        slice_thickness_mm=float("nan"),
+        rows=0, columns=0, number_of_frames=1,
+        files=files,
+        series_in_folder=n_groups,
+    )
+    ds = headers[0] if headers else None
+    if ds is None:
+        errors = []
+        for f in files[:5]:
+            try:
+                ds = _dcmread(f, headers_only=True)
+                break
+            except Exception as exc:  # noqa: BLE001 - reported in the table
+                errors.append(f"{f.name}: {exc}")
+        if ds is None:
+            row["error"] = "no readable DICOM header (" + "; ".join(errors) + ")"
+            return row
+    desc = str(ds.get("SeriesDescription", "") or "").strip()
+    thick = _float_or_nan(ds.get("SliceThickness", None))
+    source = "SliceThickness"
+    if not math.isfinite(thick) or thick <= 0:
+        try:
+            thick = _positions_thickness(files)
+            source = "positions" if math.isfinite(thick) else "unknown"
+        except Exception:  # noqa: BLE001
+            thick, source = float("nan"), "unknown"
+    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    agent = str(ds.get("ContrastBolusAgent", "") or "").strip()
+    row.update(
+        description=(desc or folder.name) + suffix,
+        slice_thickness_mm=thick,
+        thickness_source=source,
+        image_type=_multi(ds.get("ImageType", None)),
+        convolution_kernel=_multi(ds.get("ConvolutionKernel", None)),
+        rows=int(ds.get("Rows", 0) or 0),
+        columns=int(ds.get("Columns", 0) or 0),
+        pixel_spacing_mm=_multi(ds.get("PixelSpacing", None)),
+        modality=str(ds.get("Modality", "") or ""),
+        transfer_syntax=str(ts) if ts else "",
+        transfer_syntax_name=_ts_name(ts),
+        number_of_frames=_n_frames(ds),
+        contrast_agent="" if agent.lower() in _NO_CONTRAST_VALUES else agent,
+    )
+    return row
+
+
 def list_series(study_dir: str | os.PathLike) -> pd.DataFrame:
-    """One row per series folder of a CQ500 study (headers only, one file read per series).
+    """One row per series of a CQ500 study (headers only; no pixel data is read).
+
+    Every header of a folder is read to split it by SeriesInstanceUID: a folder holding two
+    series gives two rows (``folder`` ends in `` [series k of n]``), each judged by the selection
+    rules on its own (documented fix, logged). ``files`` lists the row's files.
 
     Columns: ``series_dir`` (absolute path), ``folder`` (path relative to ``study_dir``),
     ``description`` (SeriesDescription, else the folder name), ``n_files`` (all DICOM files of
@@ -223,54 +319,9 @@ def list_series(study_dir: str | os.PathLike) -> pd.DataFrame:
         files = _dicom_files(folder)
         if not files:
             continue
-        row: dict[str, Any] = {c: "" for c in _TABLE_COLUMNS}
-        row.update(
-            series_dir=str(folder.resolve()),
-            folder=str(folder.relative_to(study)) if folder != study else ".",
-            description=folder.name,
-            n_files=len(files),
-            slice_thickness_mm=float("nan"),
-            rows=0, columns=0, number_of_frames=1,
-        )
-        ds = None
-        errors = []
-        for f in files[:5]:  # the first readable header summarises the series
-            try:
-                ds = _dcmread(f, headers_only=True)
-                break
-            except Exception as exc:  # noqa: BLE001 - reported in the table
-                errors.append(f"{f.name}: {exc}")
-        if ds is None:
-            row["error"] = "no readable DICOM header (" + "; ".join(errors) + ")"
-            rows.append(row)
-            continue
-        desc = str(ds.get("SeriesDescription", "") or "").strip()
-        thick = _float_or_nan(ds.get("SliceThickness", None))
-        source = "SliceThickness"
-        if not math.isfinite(thick) or thick <= 0:
-            try:
-                thick = _positions_thickness(files)
-                source = "positions" if math.isfinite(thick) else "unknown"
-            except Exception:  # noqa: BLE001
-                thick, source = float("nan"), "unknown"
-        ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-        agent = str(ds.get("ContrastBolusAgent", "") or "").strip()
-        row.update(
-            description=desc or folder.name,
-            slice_thickness_mm=thick,
-            thickness_source=source,
-            image_type=_multi(ds.get("ImageType", None)),
-            convolution_kernel=_multi(ds.get("ConvolutionKernel", None)),
-            rows=int(ds.get("Rows", 0) or 0),
-            columns=int(ds.get("Columns", 0) or 0),
-            pixel_spacing_mm=_multi(ds.get("PixelSpacing", None)),
-            modality=str(ds.get("Modality", "") or ""),
-            transfer_syntax=str(ts) if ts else "",
-            transfer_syntax_name=_ts_name(ts),
-            number_of_frames=_n_frames(ds),
-            contrast_agent="" if agent.lower() in _NO_CONTRAST_VALUES else agent,
-        )
-        rows.append(row)
+        groups = _group_by_series(files)
+        for k, (group_files, headers) in enumerate(groups):
+            rows.append(_summary_row(study, folder, group_files, headers, k, len(groups)))
     if not rows:
         raise IngestError(
             f"{study}: no DICOM files found in the CT study folder (expected "
@@ -403,6 +454,7 @@ def select_series(
 # --------------------------------------------------------------------------------------------
 
 def _check_decoder(ts: Any, path: Path) -> None:
+    """Fail early, naming the package to install, when pixel data cannot be decoded here."""
     if ts is None:
         return
     uid = pydicom.uid.UID(str(ts))
@@ -432,14 +484,35 @@ def _req(ds: pydicom.Dataset, keyword: str, path: Path) -> Any:
     return value
 
 
+def _has_dicom_magic(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
 def _read_slice(path: Path, checked: set[str]) -> dict[str, Any]:
     try:
         ds = _dcmread(path, headers_only=False)
     except Exception as exc:  # noqa: BLE001
-        raise IngestError(f"{path}: not a readable DICOM file ({exc}).") from exc
+        if not _has_dicom_magic(path):
+            # documented fix: a stray non-DICOM file in a series folder is skipped (and logged)
+            return {"skip": True, "reason": f"not a DICOM file ({type(exc).__name__})"}
+        raise IngestError(
+            f"{path}: not a readable DICOM file, probably truncated or corrupt ({type(exc).__name__}: {exc}). "
+            f"Re-export or re-download the series."
+        ) from exc
     ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     if "PixelData" not in ds:
-        return {"skip": True, "reason": "no PixelData"}
+        sop = str(ds.get("SOPClassUID", "") or getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", "") or "")
+        if sop and sop.startswith(_NON_IMAGE_SOP_PREFIXES):
+            return {"skip": True, "reason": f"DICOM object without an image (SOP class {pydicom.uid.UID(sop).name})"}
+        raise IngestError(
+            f"{path}: image file without pixel data (SOP class {pydicom.uid.UID(sop).name if sop else 'unknown'}): "
+            f"the file is truncated. Re-export or re-download the series."
+        )
     if str(ts) not in checked:
         _check_decoder(ts, path)
         checked.add(str(ts))
@@ -456,9 +529,11 @@ def _read_slice(path: Path, checked: set[str]) -> dict[str, Any]:
     try:
         raw = ds.pixel_array
     except Exception as exc:  # noqa: BLE001
+        # the decoder's availability was checked above, so this is a damaged file
         raise IngestError(
-            f"{path}: cannot decode pixel data with transfer syntax '{_ts_name(ts)}' ({exc}). "
-            f"Install the decoder: pip install {_DECODER_PACKAGES.get(str(ts), 'pylibjpeg pylibjpeg-openjpeg pylibjpeg-libjpeg')}."
+            f"{path}: cannot decode the pixel data (transfer syntax '{_ts_name(ts)}'): "
+            f"{type(exc).__name__}: {exc}. The file is truncated or corrupt. "
+            f"Re-export or re-download the series."
         ) from exc
     if raw.ndim != 2:
         raise IngestError(f"{path}: decoded pixel data has shape {raw.shape}, expected 2D.")
@@ -480,9 +555,49 @@ def _read_slice(path: Path, checked: set[str]) -> dict[str, Any]:
     }
 
 
+def _drop_odd_orientations(slices: list[dict[str, Any]], folder: Path, fixes: list[str]) -> list[dict[str, Any]]:
+    """Documented fix: a few images whose orientation differs from the rest (a localizer/scout
+    saved into the series) are dropped and logged. If they are more than
+    ``max(2, 5 %)`` of the images, the folder mixes acquisitions and is refused later."""
+    keys = [tuple(np.round(s["iop"], 3)) for s in slices]
+    counts: dict[tuple, int] = {}
+    for k in keys:
+        counts[k] = counts.get(k, 0) + 1
+    if len(counts) < 2:
+        return slices
+    main = max(counts, key=lambda k: counts[k])
+    odd = len(slices) - counts[main]
+    if odd > max(2, int(0.05 * len(slices))):
+        return slices  # too many to be a localizer: the orientation check below explains
+    kept = []
+    for s, k in zip(slices, keys):
+        if k == main:
+            kept.append(s)
+        else:
+            fixes.append(
+                f"dropped {s['file'].name}: orientation {list(k)} differs from the series' "
+                f"{list(main)} (a localizer/scout image)"
+            )
+    return kept
+
+
+def _drop_exact_duplicates(slices: list[dict[str, Any]], proj: np.ndarray, fixes: list[str]):
+    """Documented fix: a slice stored twice (same position, identical pixel values) is kept once."""
+    keep = [0]
+    for i in range(1, len(slices)):
+        j = keep[-1]
+        if abs(proj[i] - proj[j]) < 1e-3 and slices[i]["shape"] == slices[j]["shape"] \
+                and np.array_equal(slices[i]["hu"], slices[j]["hu"]):
+            fixes.append(f"dropped {slices[i]['file'].name}: exact duplicate of {slices[j]['file'].name}")
+            continue
+        keep.append(i)
+    return keep
+
+
 def _read_ct_series(
     series_dir: str | os.PathLike,
     *,
+    files: list[Path] | None = None,
     spacing_tolerance: float = 0.1,
     gantry_tilt: str = "correct",
     fill_value: float = -1024.0,
@@ -490,22 +605,26 @@ def _read_ct_series(
     folder = Path(series_dir)
     if gantry_tilt not in ("correct", "error"):
         raise ValueError("gantry_tilt must be 'correct' or 'error'")
-    if not folder.is_dir():
-        raise IngestError(f"{folder}: CT series folder does not exist.")
-    files = _dicom_files(folder)
+    if files is None:
+        if not folder.is_dir():
+            raise IngestError(f"{folder}: CT series folder does not exist.")
+        files = _dicom_files(folder)
+    files = [Path(f) for f in files]
     if not files:
         raise IngestError(f"{folder}: no DICOM files in the series folder.")
     checked: set[str] = set()
-    slices, skipped = [], 0
+    slices, skipped, fixes = [], 0, []
     for f in files:
         s = _read_slice(f, checked)
         if s["skip"]:
             skipped += 1
+            fixes.append(f"skipped {f.name}: {s['reason']}")
             continue
         s["file"] = f
         slices.append(s)
     if not slices:
         raise IngestError(f"{folder}: none of the {len(files)} DICOM files holds pixel data.")
+    slices = _drop_odd_orientations(slices, folder, fixes)
 
     uids = {s["series_uid"] for s in slices if s["series_uid"]}
     if len(uids) > 1:
@@ -548,6 +667,8 @@ def _read_ct_series(
     slices = [slices[i] for i in order]
     ipp = ipp[order]
     proj = proj[order]
+    keep = _drop_exact_duplicates(slices, proj, fixes)
+    slices, ipp, proj = [slices[i] for i in keep], ipp[keep], proj[keep]
     sy, sx = float(ref["ps"][0]), float(ref["ps"][1])  # PixelSpacing = (row spacing, col spacing)
 
     nz = len(slices)
@@ -633,8 +754,41 @@ def _read_ct_series(
         "gantry_tilt_deg": round(tilt_deg, 3),
         "gantry_tilt_corrected": corrected,
         "gantry_tilt_fill_value": float(fill_value) if corrected else None,
+        "fixes": fixes + ([f"gantry tilt {tilt_deg:.1f} deg: slices shifted in-plane onto an orthogonal grid"]
+                          if corrected else []),
     }
     return img, details
+
+
+#: plausibility of Hounsfield units (see :func:`check_hu_plausible`)
+AIR_P1_MAX_HU = -500.0
+HIGH_HU = 4000.0
+HIGH_HU_MAX_FRACTION = 0.01
+
+
+def check_hu_plausible(img: sitk.Image, where: str, info: dict[str, Any] | None = None) -> None:
+    """Refuse a CT whose values cannot be Hounsfield units: a head CT always shows air around the
+    head (about -1000 HU), and hardly any voxel above ``HIGH_HU``. A missing RescaleIntercept on
+    unsigned data (air stored as ~0) or signed data read as unsigned (air wraps to ~64000) fails
+    here instead of becoming a silently shifted volume."""
+    arr = sitk.GetArrayViewFromImage(img)
+    sample = np.asarray(arr[::2, ::4, ::4], dtype=np.float32).ravel()
+    if sample.size == 0:
+        return
+    p1 = float(np.percentile(sample, 1))
+    high = float(np.mean(sample > HIGH_HU))
+    rescale = " ".join((info or {}).get("rescale", []))
+    if p1 > AIR_P1_MAX_HU or high > HIGH_HU_MAX_FRACTION:
+        what = (f"the lowest 1 % of values is {p1:.0f} HU (a head CT has air at about -1000 HU)"
+                if p1 > AIR_P1_MAX_HU else
+                f"{high:.1%} of voxels are above {HIGH_HU:g} HU")
+        cause = ("RescaleSlope/RescaleIntercept are missing and the stored values are not HU"
+                 if "absent" in rescale else
+                 "the rescale (RescaleSlope/RescaleIntercept) or the PixelRepresentation (signed/unsigned) is wrong")
+        raise IngestError(
+            f"{where}: values are not Hounsfield units: {what}; {cause}. "
+            f"Fix the DICOM headers (e.g. add RescaleIntercept -1024) or leave the study out."
+        )
 
 
 def read_ct_series(
@@ -712,7 +866,8 @@ def ingest_ct_study(
     chosen, img, details = None, None, None
     for row in ordered:
         try:
-            img, details = _read_ct_series(row["series_dir"], spacing_tolerance=spacing_tolerance,
+            img, details = _read_ct_series(row["series_dir"], files=row.get("files") or None,
+                                           spacing_tolerance=spacing_tolerance,
                                            gantry_tilt=gantry_tilt, fill_value=fill_value)
             chosen = row
             break
@@ -770,4 +925,11 @@ def ingest_ct_study(
             for _, r in table.iterrows()
         ],
     }
+    split = sorted({str(Path(str(r["series_dir"])).parent / str(r["folder"]).split(" [series ")[0])
+                    for _, r in table.iterrows() if int(r.get("series_in_folder") or 1) > 1})
+    if split:
+        info["fixes"] = list(info.get("fixes", [])) + [
+            f"{len(split)} folder(s) held several series (different SeriesInstanceUID): split into "
+            f"one candidate per series, each judged by the selection rules"
+        ]
     return img, info

@@ -205,6 +205,11 @@ def nifti_affine_lps(path: str | os.PathLike, img: nib.Nifti1Image | None = None
     spacing = np.linalg.norm(lin, axis=0)
     if not (np.all(np.isfinite(lin)) and np.all(np.isfinite(origin)) and np.all(spacing > 1e-9)):
         raise IngestError(f"{path}: NIfTI affine is not finite or has a zero voxel size:\n{aff}")
+    if abs(np.linalg.det(lin)) < 1e-6 * float(np.prod(spacing)):
+        raise IngestError(
+            f"{path}: NIfTI affine is not invertible (its axes are linearly dependent), so voxel "
+            f"positions are undefined:\n{aff}\nRe-convert the DICOM with dcm2niix."
+        )
     direction = lin / spacing
     gram = direction.T @ direction
     if not np.allclose(gram, np.eye(3), atol=1e-4):
@@ -260,6 +265,22 @@ def check_itk_agrees(path: str | os.PathLike, origin: np.ndarray, spacing: np.nd
         )
 
 
+def check_nifti_dtype(path: str | os.PathLike, nimg: nib.Nifti1Image) -> str | None:
+    """Refuse voxel types that are not one real number per voxel (RGB, complex, structured);
+    return a note when the type is accepted but unusual (float64, 64-bit integers: cast to
+    float32, logged), else None."""
+    dtype = np.dtype(nimg.get_data_dtype())
+    if dtype.fields is not None or dtype.kind not in "biuf":
+        kind = "RGB/structured" if dtype.fields is not None else ("complex" if dtype.kind == "c" else str(dtype))
+        raise IngestError(
+            f"{path}: NIfTI voxel type {dtype} ({kind}) is not an intensity image (one real value per "
+            f"voxel expected). Re-convert the scan to a scalar image."
+        )
+    if dtype.itemsize > 4 or dtype.kind == "b":
+        return f"voxel type {dtype} cast to float32"
+    return None
+
+
 def read_nifti_3d(path: str | os.PathLike) -> sitk.Image:
     """Read a 3D NIfTI with SimpleITK as float32, in LPS physical space, geometry checked.
 
@@ -274,6 +295,7 @@ def read_nifti_3d(path: str | os.PathLike) -> sitk.Image:
         nimg = nib.load(str(p))
     except Exception as exc:  # noqa: BLE001
         raise IngestError(f"{p}: cannot read NIfTI header ({exc}).") from exc
+    check_nifti_dtype(p, nimg)
     shape = tuple(int(v) for v in nimg.shape)
     if len(shape) < 3 or (len(shape) > 3 and int(np.prod(shape[3:])) != 1):
         raise IngestError(
@@ -284,7 +306,10 @@ def read_nifti_3d(path: str | os.PathLike) -> sitk.Image:
     try:
         img = sitk.ReadImage(str(p))
     except RuntimeError as exc:
-        raise IngestError(f"{p}: SimpleITK cannot read the NIfTI ({exc}).") from exc
+        raise IngestError(
+            f"{p}: cannot read the NIfTI voxel data, the file is truncated or corrupt "
+            f"({str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}). Re-download or re-convert it."
+        ) from exc
     if img.GetNumberOfComponentsPerPixel() != 1:
         raise IngestError(f"{p}: vector/RGB NIfTI is not supported (one value per voxel expected).")
     if img.GetDimension() == 4:
@@ -350,6 +375,7 @@ def ingest_mr_session(session_dir: str | os.PathLike) -> tuple[sitk.Image, dict[
     if str(sidecar.get("Modality", "MR")).upper() not in ("MR", ""):
         raise IngestError(f"{side}: sidecar says Modality '{sidecar.get('Modality')}', not MR, for a T1w file.")
     img = read_nifti_3d(nii)
+    dtype_note = check_nifti_dtype(nii, nib.load(str(nii)))
     arr = sitk.GetArrayViewFromImage(img)
     if not np.all(np.isfinite(arr)):
         raise IngestError(f"{nii}: image contains NaN/Inf values.")
@@ -367,5 +393,6 @@ def ingest_mr_session(session_dir: str | os.PathLike) -> tuple[sitk.Image, dict[
         **geometry_info(img),
         "value_min": float(arr.min()),
         "value_max": float(arr.max()),
+        "fixes": [dtype_note] if dtype_note else [],
     }
     return img, info

@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import zlib
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -44,6 +45,7 @@ from .oasis import (
     _find,
     _rel,
     check_itk_agrees,
+    check_nifti_dtype,
     find_pet,
     geometry_info,
     load_sidecar,
@@ -396,13 +398,40 @@ def sum_pet(
         nimg = nib.load(str(p))
     except Exception as exc:  # noqa: BLE001
         raise IngestError(f"{p}: cannot read NIfTI ({exc}).") from exc
+    dtype_note = check_nifti_dtype(p, nimg)
     origin, spacing, direction = nifti_affine_lps(p, nimg)
     check_itk_agrees(p, origin, spacing, direction)
     shape = tuple(int(v) for v in nimg.shape)
+    data, info = _sum_frames(p, nimg, shape, sidecar, tracer, windows_min, fallback_frames, min_window_coverage)
+    if not np.all(np.isfinite(data)):
+        raise IngestError(f"{p}: PET image contains NaN/Inf values in the selected frames.")
+    img = _image_from_ijk(data, origin, spacing, direction)
+    info["summation"] = "plain sum of the selected frames' values (not duration-weighted)"
+    info.update(geometry_info(img))
+    info["value_min"] = float(data.min())
+    info["value_max"] = float(data.max())
+    info["fixes"] = ([dtype_note] if dtype_note else []) + (
+        [f"no frame timing in the sidecar: {info['rule']}"] if info.get("rule_used") == "fallback" else [])
+    return img, info
+
+
+def _read_voxels(p: Path, read):
+    """Run ``read()`` (a nibabel data access); a truncated/corrupt file becomes :class:`IngestError`."""
+    try:
+        return read()
+    except (EOFError, OSError, zlib.error, ValueError) as exc:
+        raise IngestError(
+            f"{p}: cannot read the PET voxel data, the file is truncated or corrupt "
+            f"({type(exc).__name__}: {exc}). Re-download or re-convert it."
+        ) from exc
+
+
+def _sum_frames(p, nimg, shape, sidecar, tracer, windows_min, fallback_frames, min_window_coverage):
+    """The frame sum of :func:`sum_pet` (voxel data read here) and its ``info``."""
     info: dict[str, Any] = {"tracer": tracer, "n_frames_in_file": 1, "window_min": None,
                             "timing_source": None, "window_coverage": None}
     if len(shape) == 3 or (len(shape) == 4 and shape[3] == 1):
-        data = np.asarray(nimg.dataobj, dtype=np.float64).reshape(shape[:3])
+        data = _read_voxels(p, lambda: np.asarray(nimg.dataobj, dtype=np.float64)).reshape(shape[:3])
         info.update(static=True, rule_used="static",
                     rule="3D (static) PET file: used as is, no frames summed",
                     frames_used=[{"index": 0, "start_s": None, "end_s": None, "duration_s": None}])
@@ -420,7 +449,7 @@ def sum_pet(
         except IngestError as exc:
             raise IngestError(f"{p}: {exc}") from exc
         lo, hi = min(idx), max(idx) + 1
-        block = np.asarray(nimg.dataobj[..., lo:hi], dtype=np.float32)
+        block = _read_voxels(p, lambda: np.asarray(nimg.dataobj[..., lo:hi], dtype=np.float32))
         data = np.zeros(shape[:3], dtype=np.float64)
         for i in idx:
             data += block[..., i - lo]
@@ -444,14 +473,7 @@ def sum_pet(
         )
     else:
         raise IngestError(f"{p}: PET image has shape {shape}; 3D or 4D (x, y, z, frames) expected.")
-    if not np.all(np.isfinite(data)):
-        raise IngestError(f"{p}: PET image contains NaN/Inf values in the selected frames.")
-    img = _image_from_ijk(data, origin, spacing, direction)
-    info["summation"] = "plain sum of the selected frames' values (not duration-weighted)"
-    info.update(geometry_info(img))
-    info["value_min"] = float(data.min())
-    info["value_max"] = float(data.max())
-    return img, info
+    return data, info
 
 
 def ingest_pet_session(
