@@ -18,7 +18,9 @@
       training CTs' head HU. Needs no pairing, so it is fair to an unpaired model; it is
       monotone, so it cannot make T1-dark bone bright: expect it to be weak on MR.
 
-Voxels outside the input's head mask get -1024 HU for both, like the model's output.
+Both maps are fitted and scored: ``intensity_map`` is the paired one when pairs exist (else the
+quantile one), ``intensity_map_unpaired`` is always the quantile one. Voxels outside the input's
+head mask get -1024 HU for every baseline, like the model's output.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ def head_mean_hu(ct_npz_paths) -> tuple[float, int]:
     total, count = 0.0, 0
     for p in ct_npz_paths:
         d = _load(p)
+        if "rejected" in d:
+            continue
         img = d["images"]
         sel = img > -1.0 + HEAD_EPS
         total += float(to_physical(img[sel], float(d["value_lo"]), float(d["value_hi"])).astype(np.float64).sum())
@@ -100,6 +104,8 @@ def fit_baselines(src_npz_paths, ct_npz_paths, ground_truth_npz_paths=(), n_bins
     xs, ys = [], []
     for p in src_npz_paths:
         d = _load(p)
+        if "rejected" in d:  # placeholder of a rejected volume (results/qc/rejected.csv)
+            continue
         vol = str(d["volume"])
         img = d["images"]
         if gt_by_volume:
@@ -116,20 +122,27 @@ def fit_baselines(src_npz_paths, ct_npz_paths, ground_truth_npz_paths=(), n_bins
     if not xs or sum(a.size for a in xs) == 0:
         raise ValueError("no training input voxels to fit the intensity map on")
     x = np.concatenate(xs)
+    # the unpaired map uses every training input's head voxels, paired or not
+    x_all = np.concatenate([d["images"][d["images"] > -1.0 + HEAD_EPS] for d in map(_load, src_npz_paths)
+                            if "rejected" not in d]) if gt_by_volume else x
+    ct = [to_physical(d["images"][d["images"] > -1.0 + HEAD_EPS], float(d["value_lo"]), float(d["value_hi"]))
+          for d in map(_load, ct_npz_paths) if "rejected" not in d]
+    unpaired = fit_quantile(x_all, np.concatenate(ct))
+    unpaired["n_subjects"] = len(src_npz_paths)
     if gt_by_volume:
         mapping = fit_paired(x, np.concatenate(ys), n_bins)
         mapping["n_subjects"] = len(xs)
     else:
-        ct = [to_physical(d["images"][d["images"] > -1.0 + HEAD_EPS], float(d["value_lo"]), float(d["value_hi"]))
-              for d in map(_load, ct_npz_paths)]
-        mapping = fit_quantile(x, np.concatenate(ct))
-        mapping["n_subjects"] = len(xs)
+        mapping = dict(unpaired)
     log.info("baselines: mean head CT %.1f HU (%d pixels); intensity map %s on %d subjects, %d knots", mean_hu, n_ct,
              mapping["kind"], mapping["n_subjects"], len(mapping["x"]))
     return {
         "mean_ct": {"hu": mean_hu, "n_pixels": n_ct,
                     "doc": "one value, the mean HU of the CT training slices' head pixels, inside the input's head mask"},
-        "intensity_map": {**mapping, "doc": __doc__.split("(b) ", 1)[1].split("\n\n")[0].strip()},
+        "intensity_map": {**mapping, "doc": "baseline (b): piecewise-linear input -> HU map, paired fit when "
+                                            "the training subjects have a real CT, else histogram matching"},
+        "intensity_map_unpaired": {**unpaired, "doc": "histogram matching of training input and CT quantiles "
+                                                      "(needs no pairs: the unpaired model's own setting)"},
     }
 
 
@@ -138,5 +151,7 @@ def baseline_windows(baselines: dict, images: np.ndarray, head_windows: np.ndarr
     head = np.asarray(head_windows, bool)
     out = {}
     out["mean_ct"] = np.where(head, np.float32(baselines["mean_ct"]["hu"]), np.float32(-1024.0)).astype(np.float32)
-    out["intensity_map"] = np.where(head, apply_map(baselines["intensity_map"], images), np.float32(-1024.0)).astype(np.float32)
+    for name in ("intensity_map", "intensity_map_unpaired"):
+        if name in baselines:
+            out[name] = np.where(head, apply_map(baselines[name], images), np.float32(-1024.0)).astype(np.float32)
     return out

@@ -26,7 +26,7 @@ from .slicing import extract_window, place_window
 
 log = logging.getLogger("medcyclegan.evaluation")
 
-METHODS = ("model", "mean_ct", "intensity_map")
+METHODS = ("model", "mean_ct", "intensity_map", "intensity_map_unpaired")
 METRICS = ("mae_hu", "psnr_db", "ssim")
 
 
@@ -65,7 +65,15 @@ def field_of_view(sliced: dict, canonical_like: sitk.Image) -> np.ndarray:
 def evaluate_volume(volume: str, sct_path, gt_ct_path, npz_path, canonical_mask_path, canonical_path, original_path,
                     baselines_json, out_json, out_npz, *, gt_mask_path=None, ct_mask_cfg: dict,
                     hu_range=metrics.HU_RANGE) -> dict:
-    """Score the sCT and both baselines of one volume; write the JSON and the figure panel."""
+    """Score the sCT and the baselines of one volume; write the JSON and the figure panel.
+
+    A volume rejected upstream (bad input, see results/qc/rejected.csv) gets a JSON saying so.
+    """
+    sliced = _load_npz(npz_path)
+    if "rejected" in sliced:
+        io.write_json(out_json, {"volume": volume, "status": "rejected"})
+        io.write_npz(out_npz, volume=np.array(volume), rejected=np.array(True))
+        return {"volume": volume, "status": "rejected"}
     ref = synthesis.reference_grid(original_path)
     sct_img = _on_grid(sct_path, ref, synthesis.CT_BACKGROUND)
     gt_img = _on_grid(gt_ct_path, ref, synthesis.CT_BACKGROUND)
@@ -77,7 +85,6 @@ def evaluate_volume(volume: str, sct_path, gt_ct_path, npz_path, canonical_mask_
         head, _ = head_mask(gt, ref.GetSpacing()[::-1], MaskParams.from_config(ct_mask_cfg))
         mask_source = "head mask of the real CT"
     canonical = sitk.ReadImage(str(canonical_path), sitk.sitkFloat32)
-    sliced = _load_npz(npz_path)
     fov_canonical = field_of_view(sliced, canonical)
     fov = sitk.GetArrayFromImage(synthesis.to_reference(synthesis.as_image(fov_canonical.astype(np.float32), canonical),
                                                         ref, 0, sitk.sitkNearestNeighbor)) > 0.5
@@ -136,13 +143,16 @@ def _write_panel(out_npz, volume, canonical, sliced, gt_img, sct_img, mask, ref,
 
 def metrics_table(eval_jsons, out_csv, out_json, *, task: str, model_manifest: dict | None = None) -> dict:
     """Per-subject rows and mean +- std (population std, ddof=0) per method and metric."""
-    rows = []
+    rows, rejected = [], []
     for p in sorted(eval_jsons):
         r = json.loads(Path(p).read_text())
+        if r.get("status") == "rejected":
+            rejected.append(r["volume"])
+            continue
         row = {"volume": r["volume"], "n_voxels": r["n_voxels"], "fov_coverage": r["fov_coverage"]}
         for m in METHODS:
             for k in METRICS:
-                row[f"{m}_{k}"] = r["scores"][m][k]
+                row[f"{m}_{k}"] = r["scores"].get(m, {}).get(k, float("nan"))
         rows.append(row)
     table = pd.DataFrame(rows)
     summary = {}
@@ -160,7 +170,8 @@ def metrics_table(eval_jsons, out_csv, out_json, *, task: str, model_manifest: d
     model_mae = summary["model"]["mae_hu"]["mean"]
     beats = None
     if model_mae is not None:
-        beats = {b: bool(model_mae < summary[b]["mae_hu"]["mean"]) for b in METHODS[1:]}
+        beats = {b: bool(model_mae < summary[b]["mae_hu"]["mean"]) for b in METHODS[1:]
+                 if summary[b]["mae_hu"]["mean"] is not None}
     result = {
         "task": task,
         "model_step": (model_manifest or {}).get("step"),
@@ -174,11 +185,15 @@ def metrics_table(eval_jsons, out_csv, out_json, *, task: str, model_manifest: d
             "std": "population standard deviation over subjects (ddof=0)",
             "methods": {"model": "synthetic CT of the trained generator",
                         "mean_ct": "baseline (a): mean head HU of the CT training slices inside the input's head",
-                        "intensity_map": "baseline (b): piecewise-linear input intensity -> HU map fitted on the training subjects"},
+                        "intensity_map": "baseline (b): piecewise-linear input intensity -> HU map fitted on the training "
+                                         "subjects' paired real CT (median HU per equal-count intensity bin)",
+                        "intensity_map_unpaired": "baseline (b'): input intensity quantiles -> CT HU quantiles of the "
+                                                  "training data (histogram matching, no pairs needed)"},
         },
         "summary": summary,
         "model_beats_baseline_mae": beats,
         "subjects": rows,
+        "rejected": rejected,
     }
     io.write_json(out_json, result)
     if model_mae is not None:
@@ -203,7 +218,7 @@ def evaluation_figure(panel_npzs, out_png, *, task: str, hu_window=(-200.0, 1500
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [_load_npz(p) for p in sorted(panel_npzs)[:max_subjects]]
+    panels = [p for p in map(_load_npz, sorted(panel_npzs)) if "rejected" not in p][:max_subjects]
     n = max(len(panels), 1)
     fig, axes = plt.subplots(n, 4, figsize=(12, 3.1 * n), squeeze=False)
     for ax in axes.ravel():

@@ -273,6 +273,12 @@ def synthesize_job(model_dir, npz_path, mask_path, canonical_path, info_json, so
 
     manifest = load_manifest(model_dir)
     with np.load(npz_path) as z:
+        if "rejected" in z.files:  # the input was rejected upstream: a placeholder carries the reason
+            from . import reject
+
+            reject.write_rejected_nifti(out_path, reject.read_rejection(npz_path) or {"reason": "input rejected"})
+            log.warning("%s: input volume rejected upstream, placeholder written", out_path)
+            return {"rejected": True}
         sliced = {k: z[k] for k in ("images", "slice", "top_left")}
     canonical = sitk.ReadImage(str(canonical_path), sitk.sitkFloat32)
     head = sitk.GetArrayFromImage(sitk.ReadImage(str(mask_path))) > 0
