@@ -21,6 +21,7 @@ include: "rules/dataset.smk"
 if Path(workflow.basedir, "rules", "train.smk").exists():
 
     include: "rules/train.smk"
+    include: "rules/evaluate.smk"
 
 
 include: "rules/report.smk"

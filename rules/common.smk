@@ -29,7 +29,20 @@ wildcard_constraints:
 
 
 def using_demo(modality):
-    return not config["data"][f"{modality}_dir"]
+    return not config["data"][f"{modality}_dir"] and not synthrad_volumes(modality)
+
+
+def synthrad_volumes(modality):
+    """SynthRAD2023 Task 1 brain patients (data.synthrad_dir): id -> folder, for MR and CT."""
+    root = config["data"]["synthrad_dir"]
+    if not root or modality not in ("mr", "ct"):
+        return {}
+    from medcyclegan import synthrad
+
+    try:
+        return synthrad.find_patients(root)
+    except FileNotFoundError as err:
+        raise WorkflowError(f"data.synthrad_dir: {err}") from None
 
 
 def demo_ids(modality):
@@ -47,12 +60,15 @@ def discover(modality):
     """volume id -> raw study/session folder, from folder names only."""
     if using_demo(modality):
         return {v: f"{DEMO}/raw/{modality}/{v}" for v in demo_ids(modality)}
+    found = synthrad_volumes(modality)
     root = config["data"][f"{modality}_dir"]
+    if not root:
+        return found
     try:
         if modality == "ct":
-            return discovery.find_ct_studies(root, id_mode=config["privacy"]["ct_study_ids"], id_key=config["privacy"]["id_key"])
+            return found | discovery.find_ct_studies(root, id_mode=config["privacy"]["ct_study_ids"], id_key=config["privacy"]["id_key"])
         kinds = {"MR"} if modality == "mr" else set(config["pet"]["windows_min"])
-        return discovery.find_oasis_sessions(root, kinds)
+        return found | discovery.find_oasis_sessions(root, kinds)
     except (FileNotFoundError, ValueError) as err:
         raise WorkflowError(f"data.{modality}_dir: {err}") from None
 
@@ -155,6 +171,7 @@ def training_targets():
     if not Path(workflow.basedir, "rules", "train.smk").exists():
         return []
     return [f"{RESULTS}/{t}/examples.png" for t in TASKS]
+
 
 def workflow_snakefiles():
     """The Snakefile and every rules/*.smk: the rule graph changes when one of them does."""
