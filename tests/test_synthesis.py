@@ -113,3 +113,33 @@ def test_missing_preprocessing_record_is_a_clear_error(tmp_path):
     (tmp_path / "manifest.json").write_text("{}")
     with pytest.raises(FileNotFoundError, match="preprocessing record"):
         synthesis.load_preprocessing(tmp_path)
+
+
+def test_dynamic_pet_input_gives_a_3d_sct_on_its_spatial_grid(tmp_path):
+    """A 4D PET: frames are summed as ingest does; the sCT has the PET's spatial shape and affine."""
+    from pathlib import Path
+
+    cfg = validate_config(yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text()))
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "manifest.json").write_text(json.dumps({"task": "pet2ct", "source_modality": "pet", "step": 0,
+                                                     "ct_value_range": [-1024.0, 3000.0]}))
+    synthesis.write_preprocessing(model, synthesis.preprocessing_record(
+        "pet", spacing_mm=cfg["geometry"]["spacing_mm"], mask_cfg=cfg["masking"]["pet"], slicing_cfg=cfg["slicing"],
+        intensity_cfg={"pet_percentiles": [0.5, 99.5]}, pet=cfg["pet"]))
+    static = tmp_path / "static.nii.gz"
+    phantom(static, codes="LPS", shape=(96, 110, 80), zooms=(2.0, 2.0, 2.4))
+    img3 = nib.load(str(static))
+    frames = np.stack([np.asarray(img3.dataobj) * f for f in (0.5, 1.0, 1.0, 1.0, 1.0)], axis=-1)
+    dyn = nib.Nifti1Image(frames.astype(np.float32), img3.affine)
+    dyn.set_qform(img3.affine, 1)
+    dyn.set_sform(img3.affine, 1)
+    src = tmp_path / "sub-X_acq-PIB_pet.nii.gz"
+    nib.save(dyn, str(src))
+    out = tmp_path / "sct.nii.gz"
+    info = synthesis.predict(model, src, out, generator=identity_generator)  # tracer from the acq- entity
+    sct = nib.load(str(out))
+    assert info["modality"] == "pet" and sct.shape == (96, 110, 80)
+    assert np.array_equal(sct.affine, nib.load(str(src)).affine)
+    data = np.asarray(sct.dataobj)
+    assert data.min() == -1024 and (data > -1024).sum() > 0.2 * data.size  # air around a head
