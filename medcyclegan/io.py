@@ -16,6 +16,7 @@ def atomic_path(path: str | os.PathLike):
     """Yield a temporary path next to ``path``; rename it onto ``path`` only on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_partials(path)
     # keep the suffixes so libraries that dispatch on extension (.nii.gz, .npz, .png) still work
     tmp = path.with_name(f".partial-{os.getpid()}-{path.name}")
     try:
@@ -24,6 +25,21 @@ def atomic_path(path: str | os.PathLike):
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _remove_stale_partials(path: Path) -> None:
+    """Delete temporary files left next to ``path`` by writers that were killed (their process
+    is gone), so killed jobs do not pile up half-written data."""
+    for tmp in path.parent.glob(f".partial-*-{path.name}"):
+        pid = tmp.name[len(".partial-"):].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except PermissionError:  # alive, another user's
+            pass
 
 
 def write_json(path, data) -> None:

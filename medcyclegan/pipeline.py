@@ -13,12 +13,14 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
-from . import io, qc, reject, tfrecords
+from . import io, reject, tfrecords
 from .discovery import is_pseudonym, subject_of
 from .reject import BadInput
 from .geometry import BACKGROUND, to_canonical
-from .preprocess import ground_truth_slices, mask_image, preprocess_volume
 from .split import assign_split
+
+# qc (matplotlib) and preprocess (scikit-image) are imported where used: ingest, split and
+# reject-table jobs start faster without them
 
 log = logging.getLogger("medcyclegan")
 
@@ -113,6 +115,8 @@ def check_plausible(modality: str, img: sitk.Image, info: dict, cfg: dict, *, wh
 def preprocess(modality: str, volume: str, volume_path: str, out_npz: str, out_table: str, out_mask: str, *, mask_cfg: dict, slicing_cfg: dict, intensity_cfg: dict, reject_cfg: dict | None = None) -> None:
     """Mask, slice and scale one canonical volume; rejection placeholders pass their row on, and
     a head mask that is empty or smaller than ``reject.min_head_volume_ml`` rejects the volume."""
+    from .preprocess import mask_image, preprocess_volume
+
     row = reject.read_rejection(volume_path)
     if row is None:
         img = sitk.ReadImage(str(volume_path), sitk.sitkFloat32)
@@ -157,6 +161,8 @@ def ground_truth(gt_path: str, volume_path: str, npz_path: str, out_npz: str, *,
         io.write_npz(out_npz, hu=np.zeros((0, *sliced["images"].shape[1:]), np.float32), mask=np.zeros((0, *sliced["images"].shape[1:]), bool),
                      slice=np.zeros(0, np.int64), volume=sliced["volume"], rejected=np.array(True))
         return
+    from .preprocess import ground_truth_slices
+
     canonical = sitk.ReadImage(str(volume_path), sitk.sitkFloat32)
     gt = sitk.ReadImage(str(gt_path), sitk.sitkFloat32)
     size = int(sliced["images"].shape[-1])
@@ -205,7 +211,7 @@ def write_tfrecords(npz_paths: list[str], out_path: str) -> int:
 
 
 def qc_table(table_paths: list[str], split_csv: str, out_csv: str) -> None:
-    import pandas as pd
+    from . import qc
 
     table = qc.concat_tables(table_paths)
     if not table.empty:
@@ -216,6 +222,8 @@ def qc_table(table_paths: list[str], split_csv: str, out_csv: str) -> None:
 
 
 def qc_preview(modality: str, volume_paths: list[str], mask_paths: list[str], npz_paths: list[str], out_png: str, *, n_slices: int) -> None:
+    from . import qc
+
     items = []
     for vol, msk, npz in zip(volume_paths, mask_paths, npz_paths):
         with np.load(npz) as f:

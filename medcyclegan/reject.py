@@ -40,7 +40,7 @@ GENERIC_ACTION = (
 
 # sentences that start with one of these verbs are the 'what to do' part of a message
 _ACTION_VERBS = (
-    "install", "convert", "pick", "remove", "fix", "relax", "check", "re-convert", "resample",
+    "install", "convert", "pick", "remove", "fix", "relax", "check", "re-convert", "re-download", "resample",
     "use", "adjust", "add", "rename", "separate", "leave", "sum", "re-export", "point", "set",
     "lower", "raise", "increase", "decrease", "exclude",
 )

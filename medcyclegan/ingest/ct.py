@@ -30,6 +30,13 @@ Geometry rules (:func:`read_ct_series`):
   an orthogonal image grid cannot represent) is either corrected, by shifting every slice in-plane
   onto an orthogonal grid (linear interpolation; the grid is enlarged to keep every slice's field
   of view; new pixels get ``fill_value``), or refused (``gantry_tilt="error"``).
+
+Documented fixes for messy folders (each recorded in ``info["fixes"]`` and logged): a file without
+the DICOM magic that pydicom cannot parse, or a non-image DICOM object, is skipped; a folder
+holding several SeriesInstanceUIDs is split into one candidate series per UID; a few images
+with another orientation (a localizer/scout) are dropped; an exact duplicate slice is kept once.
+A truncated image file (header without pixel data, or pixel data that cannot be decoded) is
+never skipped: the series is refused.
 """
 
 from __future__ import annotations

@@ -24,10 +24,12 @@ rather than guessing.
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 import os
 import re
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -281,6 +283,34 @@ def check_nifti_dtype(path: str | os.PathLike, nimg: nib.Nifti1Image) -> str | N
     return None
 
 
+def check_complete(path: str | os.PathLike, nimg: nib.Nifti1Image) -> None:
+    """Refuse a truncated NIfTI: the (decompressed) file must hold the header's voxel count.
+
+    Needed because ITK reads a truncated ``.nii.gz`` without an error and fills the missing
+    voxels with zeros (a silently wrong volume). A ``.gz`` is streamed, not loaded whole.
+    """
+    p = Path(path)
+    hdr = nimg.header
+    expected = int(hdr.get_data_offset()) + int(np.prod(nimg.shape)) * np.dtype(nimg.get_data_dtype()).itemsize
+    if p.name.lower().endswith(".gz"):
+        got = 0
+        try:
+            with gzip.open(p, "rb") as fh:
+                while chunk := fh.read(1 << 24):
+                    got += len(chunk)
+        except (EOFError, OSError, zlib.error) as exc:
+            raise IngestError(
+                f"{p}: the file is truncated or corrupt ({type(exc).__name__}: {exc}). Re-download or re-convert it."
+            ) from exc
+    else:
+        got = p.stat().st_size
+    if got < expected:
+        raise IngestError(
+            f"{p}: the file is truncated: {got} bytes of the {expected} its header announces. "
+            f"Re-download or re-convert it."
+        )
+
+
 def read_nifti_3d(path: str | os.PathLike) -> sitk.Image:
     """Read a 3D NIfTI with SimpleITK as float32, in LPS physical space, geometry checked.
 
@@ -296,6 +326,7 @@ def read_nifti_3d(path: str | os.PathLike) -> sitk.Image:
     except Exception as exc:  # noqa: BLE001
         raise IngestError(f"{p}: cannot read NIfTI header ({exc}).") from exc
     check_nifti_dtype(p, nimg)
+    check_complete(p, nimg)
     shape = tuple(int(v) for v in nimg.shape)
     if len(shape) < 3 or (len(shape) > 3 and int(np.prod(shape[3:])) != 1):
         raise IngestError(

@@ -44,6 +44,7 @@ from . import IngestError
 from .oasis import (
     _find,
     _rel,
+    check_complete,
     check_itk_agrees,
     check_nifti_dtype,
     find_pet,
@@ -399,6 +400,7 @@ def sum_pet(
     except Exception as exc:  # noqa: BLE001
         raise IngestError(f"{p}: cannot read NIfTI ({exc}).") from exc
     dtype_note = check_nifti_dtype(p, nimg)
+    check_complete(p, nimg)
     origin, spacing, direction = nifti_affine_lps(p, nimg)
     check_itk_agrees(p, origin, spacing, direction)
     shape = tuple(int(v) for v in nimg.shape)
