@@ -19,18 +19,18 @@ rule model_preprocessing:
         model=f"{RESULTS}/{{task}}/model",
     output:
         f"{RESULTS}/{{task}}/preprocessing.json",
-    params:
-        record=preprocessing_params,
     log:
         "logs/model_preprocessing/{task}.log",
     benchmark:
         "logs/benchmarks/model_preprocessing/{task}.tsv"
+    conda:
+        "../envs/medcyclegan.yaml"
     threads: 1
     resources:
         mem_mb=500,
         runtime=5,
-    conda:
-        "../envs/medcyclegan.yaml"
+    params:
+        record=preprocessing_params,
     script:
         "../workflow_scripts/model_preprocessing.py"
 
@@ -45,18 +45,18 @@ rule synthesize:
         source=lambda w: VOLUMES[TASKS[w.task]][w.volume],
     output:
         f"{RESULTS}/{{task}}/sct/{{volume}}.nii.gz",
-    params:
-        batch_size=config["evaluation"]["batch_size"],
     log:
         "logs/synthesize/{task}/{volume}.log",
     benchmark:
         "logs/benchmarks/synthesize/{task}/{volume}.tsv"
+    conda:
+        "../envs/medcyclegan.yaml"
     threads: 2
     resources:
         mem_mb=3000,
         runtime=15,
-    conda:
-        "../envs/medcyclegan.yaml"
+    params:
+        batch_size=config["evaluation"]["batch_size"],
     script:
         "../workflow_scripts/synthesize.py"
 
@@ -69,21 +69,21 @@ rule synthrad_ground_truth_slices:
         npz=f"{RESULTS}/slices/{{modality}}/{{volume}}.npz",
     output:
         f"{RESULTS}/ground_truth/{{modality}}/{{volume}}.npz",
-    params:
-        ct_mask=config["masking"]["ct"],
-    wildcard_constraints:
-        modality="mr",
-        volume=SYNTHRAD_ID_REGEX,
     log:
         "logs/synthrad_ground_truth_slices/{modality}/{volume}.log",
     benchmark:
         "logs/benchmarks/synthrad_ground_truth_slices/{modality}/{volume}.tsv"
+    wildcard_constraints:
+        modality="mr",
+        volume=SYNTHRAD_ID_REGEX,
+    conda:
+        "../envs/medcyclegan.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/medcyclegan.yaml"
+    params:
+        ct_mask=config["masking"]["ct"],
     script:
         "../workflow_scripts/ground_truth_slices.py"
 
@@ -93,18 +93,18 @@ rule baseline_fit:
         unpack(baseline_inputs),
     output:
         f"{RESULTS}/{{task}}/baselines.json",
-    params:
-        n_bins=config["evaluation"]["intensity_map_bins"],
     log:
         "logs/baseline_fit/{task}.log",
     benchmark:
         "logs/benchmarks/baseline_fit/{task}.tsv"
+    conda:
+        "../envs/medcyclegan.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=15,
-    conda:
-        "../envs/medcyclegan.yaml"
+    params:
+        n_bins=config["evaluation"]["intensity_map_bins"],
     script:
         "../workflow_scripts/baseline_fit.py"
 
@@ -123,18 +123,18 @@ rule evaluate_volume:
     output:
         scores=f"{RESULTS}/{{task}}/eval/{{volume}}.json",
         panel=f"{RESULTS}/{{task}}/eval/{{volume}}.npz",
-    params:
-        ct_mask=config["masking"]["ct"],
     log:
         "logs/evaluate_volume/{task}/{volume}.log",
     benchmark:
         "logs/benchmarks/evaluate_volume/{task}/{volume}.tsv"
+    conda:
+        "../envs/medcyclegan.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=15,
-    conda:
-        "../envs/medcyclegan.yaml"
+    params:
+        ct_mask=config["masking"]["ct"],
     script:
         "../workflow_scripts/evaluate_volume.py"
 
@@ -154,12 +154,12 @@ rule metrics:
         "logs/metrics/{task}.log",
     benchmark:
         "logs/benchmarks/metrics/{task}.tsv"
+    conda:
+        "../envs/medcyclegan.yaml"
     threads: 1
     resources:
         mem_mb=500,
         runtime=5,
-    conda:
-        "../envs/medcyclegan.yaml"
     script:
         "../workflow_scripts/metrics_table.py"
 
@@ -169,19 +169,19 @@ rule evaluation_figure:
         panels=lambda w: [f"{RESULTS}/{w.task}/eval/{v}.npz" for v in eval_volumes(w.task)],
     output:
         f"{RESULTS}/{{task}}/evaluation.png",
-    params:
-        max_subjects=config["evaluation"]["figure_subjects"],
-        hu_window=config["evaluation"]["hu_window"],
     log:
         "logs/evaluation_figure/{task}.log",
     benchmark:
         "logs/benchmarks/evaluation_figure/{task}.tsv"
+    conda:
+        "../envs/medcyclegan.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
-    conda:
-        "../envs/medcyclegan.yaml"
+    params:
+        max_subjects=config["evaluation"]["figure_subjects"],
+        hu_window=config["evaluation"]["hu_window"],
     script:
         "../workflow_scripts/evaluation_figure.py"
 
@@ -194,18 +194,18 @@ rule predict_volume:
         volume=lambda w: byo_volumes(w.task)[w.name],
     output:
         f"{RESULTS}/{{task}}/predict/{{name}}.nii.gz",
-    params:
-        batch_size=config["evaluation"]["batch_size"],
     log:
         "logs/predict_volume/{task}/{name}.log",
     benchmark:
         "logs/benchmarks/predict_volume/{task}/{name}.tsv"
+    conda:
+        "../envs/medcyclegan.yaml"
     threads: 2
     resources:
         mem_mb=4000,
         runtime=15,
-    conda:
-        "../envs/medcyclegan.yaml"
+    params:
+        batch_size=config["evaluation"]["batch_size"],
     script:
         "../workflow_scripts/predict_volume.py"
 

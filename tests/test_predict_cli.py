@@ -8,7 +8,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 import yaml
-
 from test_synthesis import HEAD_RAS, phantom
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]

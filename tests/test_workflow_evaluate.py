@@ -10,7 +10,6 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-
 from test_synthesis import phantom
 from test_workflow_demo import TINY_DEMO, TINY_TRAINING
 from workflow_utils import scheduled_jobs, snakemake, write_config
