@@ -148,7 +148,13 @@ rule metrics:
         preprocessing=f"{RESULTS}/{{task}}/preprocessing.json",
         figure=f"{RESULTS}/{{task}}/evaluation.png",  # so that the one target makes everything
     output:
-        csv=f"{RESULTS}/{{task}}/metrics.csv",
+        csv=report(
+            f"{RESULTS}/{{task}}/metrics.csv",
+            caption="../report/metrics.rst",
+            category="Evaluation",
+            subcategory="{task}",
+            labels={"task": "{task}", "figure": "metrics per subject"},
+        ),
         json=f"{RESULTS}/{{task}}/metrics.json",
     log:
         "logs/metrics/{task}.log",
@@ -168,7 +174,13 @@ rule evaluation_figure:
     input:
         panels=lambda w: [f"{RESULTS}/{w.task}/eval/{v}.npz" for v in eval_volumes(w.task)],
     output:
-        f"{RESULTS}/{{task}}/evaluation.png",
+        report(
+            f"{RESULTS}/{{task}}/evaluation.png",
+            caption="../report/evaluation.rst",
+            category="Evaluation",
+            subcategory="{task}",
+            labels={"task": "{task}", "figure": "evaluation"},
+        ),
     log:
         "logs/evaluation_figure/{task}.log",
     benchmark:
