@@ -107,10 +107,14 @@ rule rejected_table:
         f"{RESULTS}/qc/rejected.csv",
     log:
         "logs/rejected_table.log",
+    benchmark:
+        "logs/benchmarks/rejected_table/rejected_table.tsv"
     threads: 1
     resources:
         mem_mb=500,
         runtime=5,
+    conda:
+        "../envs/medcyclegan.yaml"
     script:
         "../workflow_scripts/rejected_table.py"
 
