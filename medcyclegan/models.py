@@ -212,7 +212,7 @@ def build_models(cfg: dict, channels: int = 1) -> dict:
         channels=channels,
         n_layers=cfg["disc_layers"],
         base_filters=cfg["disc_filters"],
-        norm=cfg["norm"],
+        norm=cfg.get("disc_norm") or cfg["norm"],
     )
     return {
         "g_src2ct": casnet(name="g_src2ct", **gen_kw),

@@ -124,3 +124,48 @@ def test_demo_training_to_examples_grid(demo_run):
     out = snakemake(demo_run, "-n", "results/mr2ct/examples.png", config="tiny_training.yaml").stdout
     assert not scheduled_jobs(out)
     assert not (demo_run / "results/pet2ct").exists()
+
+
+def test_killed_training_job_resumes_when_the_command_is_rerun(demo_run):
+    """Ctrl-C (SIGINT to snakemake's process group) mid-training, then the same command again:
+    the job resumes from its last checkpoint, continues the step counter and finishes."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from workflow_utils import ROOT
+
+    budget = {"training": {**TINY_TRAINING["training"], "steps": 400, "lr_decay_steps": 100, "checkpoint_every": 20,
+                           "log_every": 20}}
+    write_config(demo_run, budget, name="resume.yaml", base=demo_run / "config.yaml")
+    target = "results/pet2ct/training_summary.json"
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(demo_run),
+           "--configfile", str(demo_run / "resume.yaml"), "-j2", target]
+    ckdir = demo_run / "results/pet2ct/checkpoints"
+    proc = subprocess.Popen(cmd, cwd=demo_run, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 900
+        while not sorted(ckdir.glob("ckpt-*.index"))[1:] and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.5)
+        assert proc.poll() is None, f"training ended before it could be interrupted:\n{proc.stdout.read()[-3000:]}"
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert not (demo_run / target).exists()
+    saved = sorted(int(p.name[len("ckpt-"):-len(".index")]) for p in ckdir.glob("ckpt-*.index"))
+    assert saved and saved[-1] < 400, saved
+
+    snakemake(demo_run, "-j2", target, config="resume.yaml")
+    log = (demo_run / "logs/train/pet2ct.log").read_text()
+    assert f"resuming from step {saved[-1]}" in log
+    summary = json.loads((demo_run / target).read_text())
+    print("interrupted after checkpoint", saved[-1], "-> resumed:", {k: summary[k] for k in ("resumed_from", "steps_this_run", "steps")})
+    assert summary["resumed_from"] == saved[-1] and summary["steps"] == 400
+    assert summary["steps_this_run"] == 400 - saved[-1]
