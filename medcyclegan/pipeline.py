@@ -148,8 +148,11 @@ def preprocess(modality: str, volume: str, volume_path: str, out_npz: str, out_t
     io.write_npz(out_npz, **result.npz_arrays())
 
 
-def rejected_table(npz_paths: list[str], out_csv: str) -> int:
-    """``results/qc/rejected.csv`` from the per-volume slice stacks (rejected ones carry their row)."""
+def rejected_table(npz_paths: list[str], out_csv: str, *, info_paths: list[str] | None = None, out_fixes: str | None = None) -> int:
+    """``results/qc/rejected.csv`` from the per-volume slice stacks (rejected ones carry their row)
+    and, with ``out_fixes``, ``fixes.csv`` from the volumes' info JSONs (documented fixes)."""
+    if out_fixes is not None:
+        reject.write_fixes(info_paths or [], out_fixes)
     return reject.write_table(npz_paths, out_csv)
 
 

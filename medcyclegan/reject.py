@@ -197,12 +197,43 @@ def write_table(paths: Iterable[str | os.PathLike], out_csv: str | os.PathLike) 
     return len(table)
 
 
+FIX_COLUMNS = ["modality", "volume", "rule", "fix"]
+
+
+def collect_fixes(info_paths: Iterable[str | os.PathLike]):
+    """Documented fixes applied at ingest (the ``fixes`` of each volume's info JSON), one row each."""
+    import pandas as pd
+
+    rows = []
+    for p in info_paths:
+        data = json.loads(Path(p).read_text())
+        for fix in (data.get("ingest") or {}).get("fixes", []):
+            rows.append({"modality": data.get("modality", ""), "volume": data.get("volume", ""), "rule": "ingest", "fix": fix})
+    return pd.DataFrame(rows, columns=FIX_COLUMNS)
+
+
+def write_fixes(info_paths: Iterable[str | os.PathLike], out_csv: str | os.PathLike) -> int:
+    """Write ``fixes.csv`` (what was repaired by a documented rule, per volume); return the row count."""
+    from . import io
+
+    table = collect_fixes(info_paths)
+    io.write_csv(out_csv, table)
+    if len(table):
+        log.info("%d documented fixes in %d volumes; see %s", len(table), table.volume.nunique(), out_csv)
+    return len(table)
+
+
 def summary_line(csv_path: str | os.PathLike) -> str:
     """One line for the end of a run: how many volumes were rejected and where the table is."""
     p = Path(csv_path)
     if not p.exists():
         return ""
     n = max(sum(1 for _ in p.open()) - 1, 0)
-    if n == 0:
-        return f"No input volume was rejected ({p})."
-    return f"{n} input volume(s) were rejected and left out; see {p} (file, rule, reason, what to do)."
+    line = (f"No input volume was rejected ({p})." if n == 0 else
+            f"{n} input volume(s) were rejected and left out; see {p} (file, rule, reason, what to do).")
+    fixes = p.with_name("fixes.csv")
+    if fixes.exists():
+        k = max(sum(1 for _ in fixes.open()) - 1, 0)
+        if k:
+            line += f" {k} documented fix(es) were applied; see {fixes}."
+    return line

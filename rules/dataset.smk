@@ -100,11 +100,13 @@ rule qc_preview:
 
 rule rejected_table:
     # every volume that was left out, with file, rule, reason and what to do (placeholders of
-    # rejected volumes carry their row; good volumes add nothing)
+    # rejected volumes carry their row; good volumes add nothing), and every documented fix
     input:
         npz=lambda w: [npz for m in MODALITIES for npz in slices_npz(m, sorted(VOLUMES[m]))],
+        info=lambda w: [f"{RESULTS}/volumes/{m}/{v}.json" for m in MODALITIES for v in sorted(VOLUMES[m])],
     output:
-        f"{RESULTS}/qc/rejected.csv",
+        rejected=f"{RESULTS}/qc/rejected.csv",
+        fixes=f"{RESULTS}/qc/fixes.csv",
     log:
         "logs/rejected_table.log",
     benchmark:

@@ -142,7 +142,7 @@ def run_volume(tmp: Path, modality: str, source: Path, volume: str, *, reject_cf
     pipeline.preprocess(modality, volume, str(vol), str(npz), str(out / f"slices/{modality}/{volume}.csv"),
                         str(out / f"masks/{modality}/{volume}.nii.gz"), mask_cfg=mask_cfg or MASK[modality],
                         slicing_cfg=SLICING, intensity_cfg=INTENSITY, reject_cfg=reject_cfg)
-    pipeline.rejected_table([str(npz)], str(out / "qc/rejected.csv"))
+    pipeline.rejected_table([str(npz)], str(out / "qc/rejected.csv"), info_paths=[str(info)], out_fixes=str(out / "qc/fixes.csv"))
     return pd.read_csv(out / "qc/rejected.csv", keep_default_na=False), json.loads(info.read_text())
 
 

@@ -66,6 +66,11 @@ def test_non_dicom_file_in_series_folder_is_skipped_and_logged(tmp_path):
     assert rows.empty
     assert info["ingest"]["n_slices"] == 50
     assert any("notes.dcm" in f and "not a DICOM file" in f for f in info["ingest"]["fixes"])
+    import pandas as pd
+
+    fixes = pd.read_csv(tmp_path / "results/qc/fixes.csv")
+    assert list(fixes.columns) == ["modality", "volume", "rule", "fix"]
+    assert fixes.fix.str.contains("notes.dcm").any() and set(fixes.volume) == {"CQ500-CT-4"}
 
 
 def test_two_series_in_one_folder_are_split_and_selected(tmp_path):

@@ -80,7 +80,8 @@ def _mark_sidecar(session: Path) -> None:
 
 def build_mixed_tree(root: Path) -> dict:
     ct, mr, pet = root / "cq500", root / "mr", root / "pet"
-    cq500_study(ct, 1, **{"CT PLAIN": {"extra_tags": PHI_TAGS, "series_uid": "1.2.826.0.1.3680043.10.999.1001"}})
+    good = cq500_study(ct, 1, **{"CT PLAIN": {"extra_tags": PHI_TAGS, "series_uid": "1.2.826.0.1.3680043.10.999.1001"}})
+    (good / "Unknown Study/CT PLAIN/viewer-notes.dcm").write_text("not an image\n" * 30)  # fixed: skipped
     bad = cq500_study(ct, 3, **{"CT PLAIN": {"extra_tags": PHI_TAGS}})
     f = bad / "Unknown Study/CT PLAIN/CT000017.dcm"
     f.write_bytes(f.read_bytes()[:5000])
@@ -171,6 +172,9 @@ def test_bad_volumes_rejected_with_reasons_good_ones_reach_tfrecords(run):
         assert volumes == good, (modality, volumes)
     out = proc.stdout + proc.stderr
     assert "5 input volume(s) were rejected" in out and "results/qc/rejected.csv" in out
+    fixes = pd.read_csv(work / "results/qc/fixes.csv")
+    assert len(fixes) == 1 and fixes.volume[0] == "CQ500-CT-1" and "viewer-notes.dcm" in fixes.fix[0]
+    assert "1 documented fix(es) were applied" in out
 
 
 def test_no_identifying_value_in_any_output_byte(run):

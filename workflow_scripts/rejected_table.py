@@ -10,4 +10,5 @@ from medcyclegan import pipeline  # noqa: E402
 
 smk = snakemake  # noqa: F821
 with job_logging(smk.log[0]):
-    pipeline.rejected_table(list(smk.input.npz), smk.output[0])
+    out = smk.output
+    pipeline.rejected_table(list(smk.input.npz), out.get("rejected", out[0]), info_paths=list(smk.input.get("info", [])), out_fixes=out.get("fixes"))
