@@ -60,7 +60,9 @@ def is_pseudonym(volume_id: str) -> bool:
     return bool(PSEUDONYM.match(volume_id))
 
 
-def find_ct_studies(ct_dir: str | os.PathLike, max_depth: int = 3, *, id_mode: str = "auto", id_key: str = "") -> dict[str, str]:
+def find_ct_studies(
+    ct_dir: str | os.PathLike, max_depth: int = 3, *, id_mode: str = "auto", id_key: str = ""
+) -> dict[str, str]:
     """Map study id -> outermost study folder under ``ct_dir``.
 
     CQ500 folder names give ``CQ500-CT-{n}`` ids (the names ``reads.csv`` uses; already
@@ -98,7 +100,9 @@ def find_ct_studies(ct_dir: str | os.PathLike, max_depth: int = 3, *, id_mode: s
     return dict(sorted(studies.items()))
 
 
-def find_oasis_sessions(root_dir: str | os.PathLike, kinds: set[str] | None, *, exclude: set[str] = frozenset(), max_depth: int = 2) -> dict[str, str]:
+def find_oasis_sessions(
+    root_dir: str | os.PathLike, kinds: set[str] | None, *, exclude: set[str] = frozenset(), max_depth: int = 2
+) -> dict[str, str]:
     """Map session id -> folder for OASIS-3 session folders under ``root_dir``.
 
     ``kinds`` selects by the middle token (``{"MR"}``, or tracers ``{"PIB", "AV45"}``);

@@ -31,7 +31,7 @@ def _remove_stale_partials(path: Path) -> None:
     """Delete temporary files left next to ``path`` by writers that were killed (their process
     is gone), so killed jobs do not pile up half-written data."""
     for tmp in path.parent.glob(f".partial-*-{path.name}"):
-        pid = tmp.name[len(".partial-"):].split("-", 1)[0]
+        pid = tmp.name[len(".partial-") :].split("-", 1)[0]
         if not pid.isdigit() or int(pid) == os.getpid():
             continue
         try:

@@ -6,7 +6,6 @@ testable without Snakemake. The scripts in ``workflow_scripts/`` only unpack arg
 
 from __future__ import annotations
 
-import json
 import logging
 
 import numpy as np
@@ -15,8 +14,8 @@ import SimpleITK as sitk
 
 from . import io, reject, tfrecords
 from .discovery import is_pseudonym, subject_of
-from .reject import BadInput
 from .geometry import BACKGROUND, to_canonical
+from .reject import BadInput
 from .split import assign_split
 
 # qc (matplotlib) and preprocess (scikit-image) are imported where used: ingest, split and
@@ -26,10 +25,26 @@ log = logging.getLogger("medcyclegan")
 
 
 def _geometry(img: sitk.Image) -> dict:
-    return {"size": list(img.GetSize()), "spacing": list(img.GetSpacing()), "origin": list(img.GetOrigin()), "direction": list(img.GetDirection())}
+    return {
+        "size": list(img.GetSize()),
+        "spacing": list(img.GetSpacing()),
+        "origin": list(img.GetOrigin()),
+        "direction": list(img.GetDirection()),
+    }
 
 
-def ingest(modality: str, source: str, volume: str, out_volume: str, out_info: str, *, spacing_mm, ct_series: dict | None = None, pet: dict | None = None, reject_cfg: dict | None = None) -> None:
+def ingest(
+    modality: str,
+    source: str,
+    volume: str,
+    out_volume: str,
+    out_info: str,
+    *,
+    spacing_mm,
+    ct_series: dict | None = None,
+    pet: dict | None = None,
+    reject_cfg: dict | None = None,
+) -> None:
     """Read one raw study/session, bring it to the canonical grid, write NIfTI + info JSON.
 
     Known-bad input (:class:`~medcyclegan.reject.BadInput`) does not fail the job: the outputs
@@ -41,14 +56,25 @@ def ingest(modality: str, source: str, volume: str, out_volume: str, out_info: s
         img, info = _read_volume(modality, source, ct_series, pet)
         fixes = check_plausible(modality, img, info, reject_cfg or {}, where=str(source))
     except BadInput as exc:
-        row = reject.row_from_error(exc, modality=modality, volume=volume, rule="ingest", source=source, hide_source=hide)
+        row = reject.row_from_error(
+            exc, modality=modality, volume=volume, rule="ingest", source=source, hide_source=hide
+        )
         reject.log_rejection(row)
         reject.write_rejected_nifti(out_volume, row)
-        io.write_json(out_info, {"volume": volume, "subject": subject_of(volume), "modality": modality, "status": "rejected", "rejection": row})
+        io.write_json(
+            out_info,
+            {
+                "volume": volume,
+                "subject": subject_of(volume),
+                "modality": modality,
+                "status": "rejected",
+                "rejection": row,
+            },
+        )
         return
     info["fixes"] = list(info.get("fixes", [])) + fixes
     if hide:
-        info = json.loads(reject.scrub(json.dumps(info), source, volume, True))
+        info = reject.scrub_obj(info, source, volume, True)
     log.info("%s %s: native grid %s", modality, volume, _geometry(img))
     for key, value in info.items():
         if key != "fixes":
@@ -58,14 +84,26 @@ def ingest(modality: str, source: str, volume: str, out_volume: str, out_info: s
     canonical = to_canonical(img, spacing_mm, default_value=BACKGROUND[modality])
     log.info("%s %s: canonical grid %s", modality, volume, _geometry(canonical))
     io.write_image(out_volume, canonical)
-    io.write_json(out_info, {"volume": volume, "subject": subject_of(volume), "modality": modality, "status": "ok", "ingest": info, "native": _geometry(img), "canonical": _geometry(canonical)})
+    io.write_json(
+        out_info,
+        {
+            "volume": volume,
+            "subject": subject_of(volume),
+            "modality": modality,
+            "status": "ok",
+            "ingest": info,
+            "native": _geometry(img),
+            "canonical": _geometry(canonical),
+        },
+    )
 
 
 def _read_volume(modality, source, ct_series, pet):
     from .ingest import ct as ct_ingest
-    from .ingest import oasis, pet as pet_ingest
-    from .synthrad import is_patient_folder
+    from .ingest import oasis
+    from .ingest import pet as pet_ingest
     from .synthrad import ingest as synthrad_ingest
+    from .synthrad import is_patient_folder
 
     if modality in ("ct", "mr") and is_patient_folder(source):  # SynthRAD2023 Task1 (data.synthrad_dir)
         return synthrad_ingest(source, modality)
@@ -74,7 +112,12 @@ def _read_volume(modality, source, ct_series, pet):
     if modality == "mr":
         return oasis.ingest_mr_session(source)
     if modality == "pet":
-        return pet_ingest.ingest_pet_session(source, windows_min=pet["windows_min"], fallback_frames=pet["fallback_frames"], min_window_coverage=pet["min_window_coverage"])
+        return pet_ingest.ingest_pet_session(
+            source,
+            windows_min=pet["windows_min"],
+            fallback_frames=pet["fallback_frames"],
+            min_window_coverage=pet["min_window_coverage"],
+        )
     raise ValueError(f"unknown modality {modality!r}")
 
 
@@ -107,12 +150,26 @@ def check_plausible(modality: str, img: sitk.Image, info: dict, cfg: dict, *, wh
         series = str(info.get("series_folder", ""))
         check_hu_plausible(img, f"{where}/{series}" if series else where, info)
         if any("absent" in r for r in info.get("rescale", [])):
-            notes.append("RescaleSlope/RescaleIntercept absent: stored values used as HU (they show air at "
-                         "about -1000 HU, so they already are HU)")
+            notes.append(
+                "RescaleSlope/RescaleIntercept absent: stored values used as HU (they show air at "
+                "about -1000 HU, so they already are HU)"
+            )
     return notes
 
 
-def preprocess(modality: str, volume: str, volume_path: str, out_npz: str, out_table: str, out_mask: str, *, mask_cfg: dict, slicing_cfg: dict, intensity_cfg: dict, reject_cfg: dict | None = None) -> None:
+def preprocess(
+    modality: str,
+    volume: str,
+    volume_path: str,
+    out_npz: str,
+    out_table: str,
+    out_mask: str,
+    *,
+    mask_cfg: dict,
+    slicing_cfg: dict,
+    intensity_cfg: dict,
+    reject_cfg: dict | None = None,
+) -> None:
     """Mask, slice and scale one canonical volume; rejection placeholders pass their row on, and
     a head mask that is empty or smaller than ``reject.min_head_volume_ml`` rejects the volume."""
     from .preprocess import mask_image, preprocess_volume
@@ -120,7 +177,15 @@ def preprocess(modality: str, volume: str, volume_path: str, out_npz: str, out_t
     row = reject.read_rejection(volume_path)
     if row is None:
         img = sitk.ReadImage(str(volume_path), sitk.sitkFloat32)
-        result = preprocess_volume(img, modality=modality, volume=volume, subject=subject_of(volume), mask_cfg=mask_cfg, slicing_cfg=slicing_cfg, intensity_cfg=intensity_cfg)
+        result = preprocess_volume(
+            img,
+            modality=modality,
+            volume=volume,
+            subject=subject_of(volume),
+            mask_cfg=mask_cfg,
+            slicing_cfg=slicing_cfg,
+            intensity_cfg=intensity_cfg,
+        )
         log.info("%s %s: mask %s", modality, volume, result.mask_info)
         head_ml = float(result.mask.sum() * np.prod(img.GetSpacing()) / 1000.0)
         min_ml = float((reject_cfg or {}).get("min_head_volume_ml", 0.0))
@@ -137,10 +202,33 @@ def preprocess(modality: str, volume: str, volume_path: str, out_npz: str, out_t
         reject.log_rejection(row)
         size = int(slicing_cfg["size"])
         io.write_npz(out_npz, **reject.rejected_npz_arrays(row, subject=subject_of(volume), size=size))
-        io.write_csv(out_table, pd.DataFrame(columns=["volume", "subject", "modality", "slice", "head_area_mm2", "depth_below_vertex_mm", "kept", "reason"]))
+        io.write_csv(
+            out_table,
+            pd.DataFrame(
+                columns=[
+                    "volume",
+                    "subject",
+                    "modality",
+                    "slice",
+                    "head_area_mm2",
+                    "depth_below_vertex_mm",
+                    "kept",
+                    "reason",
+                ]
+            ),
+        )
         reject.write_rejected_nifti(out_mask, row)
         return
-    log.info("%s %s: kept %d of %d slices, window top-left %s, intensity [%g, %g]", modality, volume, len(result.slices), len(result.table), result.top_left, result.value_lo, result.value_hi)
+    log.info(
+        "%s %s: kept %d of %d slices, window top-left %s, intensity [%g, %g]",
+        modality,
+        volume,
+        len(result.slices),
+        len(result.table),
+        result.top_left,
+        result.value_lo,
+        result.value_hi,
+    )
     if len(result.slices) == 0:
         log.warning("%s %s: no useful slice kept; see %s for the reasons", modality, volume, out_table)
     io.write_image(out_mask, mask_image(result.mask, img))
@@ -148,7 +236,9 @@ def preprocess(modality: str, volume: str, volume_path: str, out_npz: str, out_t
     io.write_npz(out_npz, **result.npz_arrays())
 
 
-def rejected_table(npz_paths: list[str], out_csv: str, *, info_paths: list[str] | None = None, out_fixes: str | None = None) -> int:
+def rejected_table(
+    npz_paths: list[str], out_csv: str, *, info_paths: list[str] | None = None, out_fixes: str | None = None
+) -> int:
     """``results/qc/rejected.csv`` from the per-volume slice stacks (rejected ones carry their row)
     and, with ``out_fixes``, ``fixes.csv`` from the volumes' info JSONs (documented fixes)."""
     if out_fixes is not None:
@@ -161,8 +251,14 @@ def ground_truth(gt_path: str, volume_path: str, npz_path: str, out_npz: str, *,
         sliced = {key: f[key] for key in f.files}
     if "rejected" in sliced:  # a rejected input volume has no slice to score
         log.warning("%s: input volume rejected (%s); no ground-truth slice", out_npz, sliced.get("reject_reason"))
-        io.write_npz(out_npz, hu=np.zeros((0, *sliced["images"].shape[1:]), np.float32), mask=np.zeros((0, *sliced["images"].shape[1:]), bool),
-                     slice=np.zeros(0, np.int64), volume=sliced["volume"], rejected=np.array(True))
+        io.write_npz(
+            out_npz,
+            hu=np.zeros((0, *sliced["images"].shape[1:]), np.float32),
+            mask=np.zeros((0, *sliced["images"].shape[1:]), bool),
+            slice=np.zeros(0, np.int64),
+            volume=sliced["volume"],
+            rejected=np.array(True),
+        )
         return
     from .preprocess import ground_truth_slices
 
@@ -170,7 +266,12 @@ def ground_truth(gt_path: str, volume_path: str, npz_path: str, out_npz: str, *,
     gt = sitk.ReadImage(str(gt_path), sitk.sitkFloat32)
     size = int(sliced["images"].shape[-1])
     arrays = ground_truth_slices(gt, canonical, sliced["slice"], tuple(sliced["top_left"]), size, ct_mask_cfg)
-    log.info("%s: %d ground-truth slices, %.0f%% of window pixels in the true head mask", out_npz, len(arrays["slice"]), 100 * arrays["mask"].mean() if arrays["mask"].size else 0)
+    log.info(
+        "%s: %d ground-truth slices, %.0f%% of window pixels in the true head mask",
+        out_npz,
+        len(arrays["slice"]),
+        100 * arrays["mask"].mean() if arrays["mask"].size else 0,
+    )
     io.write_npz(out_npz, **arrays, volume=sliced["volume"])
 
 
@@ -185,7 +286,9 @@ def _examples(npz_paths):
         with np.load(path) as npz:
             data = {key: npz[key] for key in npz.files}  # NpzFile decompresses on every access
         if "rejected" in data:  # placeholder of a rejected volume (see results/qc/rejected.csv)
-            log.warning("%s: volume rejected in rule %s, no slice written", str(data["volume"]), str(data["reject_rule"]))
+            log.warning(
+                "%s: volume rejected in rule %s, no slice written", str(data["volume"]), str(data["reject_rule"])
+            )
             continue
         for i in range(data["images"].shape[0]):
             yield tfrecords.slice_example(
@@ -224,7 +327,9 @@ def qc_table(table_paths: list[str], split_csv: str, out_csv: str) -> None:
     io.write_csv(out_csv, table)
 
 
-def qc_preview(modality: str, volume_paths: list[str], mask_paths: list[str], npz_paths: list[str], out_png: str, *, n_slices: int) -> None:
+def qc_preview(
+    modality: str, volume_paths: list[str], mask_paths: list[str], npz_paths: list[str], out_png: str, *, n_slices: int
+) -> None:
     from . import qc
 
     items = []

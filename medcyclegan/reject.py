@@ -24,8 +24,9 @@ import json
 import logging
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -40,11 +41,34 @@ GENERIC_ACTION = (
 
 # sentences that start with one of these verbs are the 'what to do' part of a message
 _ACTION_VERBS = (
-    "install", "convert", "pick", "remove", "fix", "relax", "check", "re-convert", "re-download", "resample",
-    "use", "adjust", "add", "rename", "separate", "leave", "sum", "re-export", "point", "set",
-    "lower", "raise", "increase", "decrease", "exclude",
+    "install",
+    "convert",
+    "pick",
+    "remove",
+    "fix",
+    "relax",
+    "check",
+    "re-convert",
+    "re-download",
+    "resample",
+    "use",
+    "adjust",
+    "add",
+    "rename",
+    "separate",
+    "leave",
+    "sum",
+    "re-export",
+    "point",
+    "set",
+    "lower",
+    "raise",
+    "increase",
+    "decrease",
+    "exclude",
 )
-_ACTION_RE = re.compile(r"(?:(?<=[.;)])\s+|\n\s*)(?=(?:%s)\b)" % "|".join(re.escape(v) for v in _ACTION_VERBS), re.IGNORECASE)
+_VERBS_RE = "|".join(re.escape(v) for v in _ACTION_VERBS)
+_ACTION_RE = re.compile(rf"(?:(?<=[.;)])\s+|\n\s*)(?=(?:{_VERBS_RE})\b)", re.IGNORECASE)
 _PATH_RE = re.compile(r"^((?:/|[A-Za-z]:[\\/])[^\n]*?):\s")
 
 
@@ -70,13 +94,27 @@ def scrub(text: str, source: str | os.PathLike | None, volume: str, hide_source:
     for form in sorted({str(source), str(Path(source).resolve()), os.path.abspath(source)}, key=len, reverse=True):
         text = text.replace(form.rstrip("/"), f"[{volume}]")
     name = Path(source).name
-    if name and name != volume:
-        text = text.replace(name, f"[{volume}]")
+    if name and name != volume:  # the folder name alone (as a whole token), e.g. in sub-folder names
+        text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(name)}(?![A-Za-z0-9])", f"[{volume}]", text)
     return text
 
 
-def row_from_error(exc: BadInput, *, modality: str, volume: str, rule: str, source: str | os.PathLike | None,
-                   hide_source: bool = False) -> dict[str, str]:
+def scrub_obj(obj: Any, source: str | os.PathLike | None, volume: str, hide_source: bool) -> Any:
+    """:func:`scrub` applied to every string (keys included) of a JSON-like structure."""
+    if not hide_source:
+        return obj
+    if isinstance(obj, str):
+        return scrub(obj, source, volume, True)
+    if isinstance(obj, dict):
+        return {scrub_obj(k, source, volume, True): scrub_obj(v, source, volume, True) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [scrub_obj(v, source, volume, True) for v in obj]
+    return obj
+
+
+def row_from_error(
+    exc: BadInput, *, modality: str, volume: str, rule: str, source: str | os.PathLike | None, hide_source: bool = False
+) -> dict[str, str]:
     """One rejected.csv row from a :class:`BadInput`: ``file, rule, reason, action`` (one line each)."""
     message = str(exc).strip()
     file = getattr(exc, "file", None)
@@ -84,9 +122,9 @@ def row_from_error(exc: BadInput, *, modality: str, volume: str, rule: str, sour
         m = _PATH_RE.match(message)
         file = m.group(1) if m else (str(source) if source else "")
         if m:
-            message = message[m.end():]
+            message = message[m.end() :]
     elif message.startswith(f"{file}: "):
-        message = message[len(file) + 2:]
+        message = message[len(file) + 2 :]
     action = getattr(exc, "action", None)
     if action is None:
         parts = _ACTION_RE.split(message, maxsplit=1)
@@ -106,13 +144,21 @@ def row_from_error(exc: BadInput, *, modality: str, volume: str, rule: str, sour
 
 
 def log_rejection(row: dict[str, str]) -> None:
-    log.warning("REJECTED %s %s in rule %s: %s: %s -> %s", row["modality"], row["volume"], row["rule"],
-                row["file"], row["reason"], row["action"])
+    log.warning(
+        "REJECTED %s %s in rule %s: %s: %s -> %s",
+        row["modality"],
+        row["volume"],
+        row["rule"],
+        row["file"],
+        row["reason"],
+        row["action"],
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # placeholders
 # --------------------------------------------------------------------------------------------
+
 
 def write_rejected_nifti(path: str | os.PathLike, row: dict[str, str]) -> None:
     """A valid 1-voxel NIfTI marked as a rejection placeholder, carrying ``row`` (atomic write)."""
@@ -173,6 +219,7 @@ def rejected_npz_arrays(row: dict[str, str], *, subject: str, size: int) -> dict
 # table
 # --------------------------------------------------------------------------------------------
 
+
 def collect(paths: Iterable[str | os.PathLike]):
     """All rejection rows carried by ``paths`` (placeholders), as a DataFrame with :data:`COLUMNS`."""
     import pandas as pd
@@ -208,7 +255,9 @@ def collect_fixes(info_paths: Iterable[str | os.PathLike]):
     for p in info_paths:
         data = json.loads(Path(p).read_text())
         for fix in (data.get("ingest") or {}).get("fixes", []):
-            rows.append({"modality": data.get("modality", ""), "volume": data.get("volume", ""), "rule": "ingest", "fix": fix})
+            rows.append(
+                {"modality": data.get("modality", ""), "volume": data.get("volume", ""), "rule": "ingest", "fix": fix}
+            )
     return pd.DataFrame(rows, columns=FIX_COLUMNS)
 
 
@@ -229,8 +278,11 @@ def summary_line(csv_path: str | os.PathLike) -> str:
     if not p.exists():
         return ""
     n = max(sum(1 for _ in p.open()) - 1, 0)
-    line = (f"No input volume was rejected ({p})." if n == 0 else
-            f"{n} input volume(s) were rejected and left out; see {p} (file, rule, reason, what to do).")
+    line = (
+        f"No input volume was rejected ({p})."
+        if n == 0
+        else f"{n} input volume(s) were rejected and left out; see {p} (file, rule, reason, what to do)."
+    )
     fixes = p.with_name("fixes.csv")
     if fixes.exists():
         k = max(sum(1 for _ in fixes.open()) - 1, 0)

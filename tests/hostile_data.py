@@ -9,26 +9,64 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pandas as pd
+from fake_trees import ball_head_hu, ras_affine, sample_grid, write_oasis_mr, write_oasis_pet
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
-from fake_trees import ball_head_hu, ras_affine, sample_grid, write_oasis_mr, write_oasis_pet
-
 CT_RULES = {"max_slice_thickness_mm": 3.5, "min_slices": 30}
-PET_CFG = {"windows_min": {"PIB": [30, 60], "AV45": [50, 70]}, "fallback_frames": [-4, None], "min_window_coverage": 0.5}
+PET_CFG = {
+    "windows_min": {"PIB": [30, 60], "AV45": [50, 70]},
+    "fallback_frames": [-4, None],
+    "min_window_coverage": 0.5,
+}
 MASK = {
-    "ct": {"threshold": -500, "threshold_scale": 1.0, "smoothing_sigma_mm": 1.0, "opening_radius_mm": 4, "closing_radius_mm": 3},
-    "mr": {"threshold": "otsu", "threshold_scale": 0.5, "smoothing_sigma_mm": 2.0, "opening_radius_mm": 3, "closing_radius_mm": 5},
-    "pet": {"threshold": "otsu", "threshold_scale": 0.1, "smoothing_sigma_mm": 3.0, "opening_radius_mm": 3, "closing_radius_mm": 6},
+    "ct": {
+        "threshold": -500,
+        "threshold_scale": 1.0,
+        "smoothing_sigma_mm": 1.0,
+        "opening_radius_mm": 4,
+        "closing_radius_mm": 3,
+    },
+    "mr": {
+        "threshold": "otsu",
+        "threshold_scale": 0.5,
+        "smoothing_sigma_mm": 2.0,
+        "opening_radius_mm": 3,
+        "closing_radius_mm": 5,
+    },
+    "pet": {
+        "threshold": "otsu",
+        "threshold_scale": 0.1,
+        "smoothing_sigma_mm": 3.0,
+        "opening_radius_mm": 3,
+        "closing_radius_mm": 6,
+    },
 }
 SLICING = {"min_head_area_mm2": 3000, "min_head_fraction_of_max": 0.25, "max_depth_below_vertex_mm": None, "size": 128}
 INTENSITY = {"ct_window_hu": [-1024, 3000], "mr_percentiles": [0.5, 99.5], "pet_percentiles": [0.5, 99.5]}
 REJECT = {"min_extent_mm": 60, "min_head_volume_ml": 250}
 
 
-def write_ct(folder: Path, *, n=50, size=64, spacing=3.0, thickness=3.0, description="CT PLAIN", kernel="STANDARD",
-             series_uid=None, signed=False, rescale=(1.0, -1024.0), tilt_y_per_slice=0.0, prefix="CT",
-             extra_tags=None, mislabel_unsigned=False, hu_fn=None, transfer_syntax=None, first_index=0):
+def write_ct(
+    folder: Path,
+    *,
+    n=50,
+    size=64,
+    spacing=3.0,
+    thickness=3.0,
+    description="CT PLAIN",
+    kernel="STANDARD",
+    series_uid=None,
+    signed=False,
+    rescale=(1.0, -1024.0),
+    tilt_y_per_slice=0.0,
+    prefix="CT",
+    extra_tags=None,
+    mislabel_unsigned=False,
+    hu_fn=None,
+    transfer_syntax=None,
+    first_index=0,
+):
     """An axial CT series of a ball 'head' (LPS, centred on the origin), one file per slice.
 
     ``signed``: stored int16 (PixelRepresentation 1), else uint16 (0). ``rescale``: (slope,
@@ -121,8 +159,11 @@ def pet_session(root: Path, subject: str, *, tracer="PIB", day="d0200", timing="
     if timing == "bids":
         side.update(FrameTimesStart=starts, FrameDuration=[duration] * len(starts))
     elif timing == "old":
-        side["FrameTimes"] = {"Labels": ["start", "end", "duration"], "Units": ["s", "s", "s"],
-                              "Values": [[s, s + duration, duration] for s in starts]}
+        side["FrameTimes"] = {
+            "Labels": ["start", "end", "duration"],
+            "Units": ["s", "s", "s"],
+            "Values": [[s, s + duration, duration] for s in starts],
+        }
     (session / "pet1" / f"{stem}.json").write_text(json.dumps(side))
     return session
 
@@ -136,13 +177,32 @@ def run_volume(tmp: Path, modality: str, source: Path, volume: str, *, reject_cf
     vol = out / f"volumes/{modality}/{volume}.nii.gz"
     info = out / f"volumes/{modality}/{volume}.json"
     npz = out / f"slices/{modality}/{volume}.npz"
-    pipeline.ingest(modality, str(source), volume, str(vol), str(info), spacing_mm=[2.0, 2.0, 2.0],
-                    ct_series=CT_RULES if modality == "ct" else None, pet=PET_CFG if modality == "pet" else None,
-                    reject_cfg=reject_cfg)
-    pipeline.preprocess(modality, volume, str(vol), str(npz), str(out / f"slices/{modality}/{volume}.csv"),
-                        str(out / f"masks/{modality}/{volume}.nii.gz"), mask_cfg=mask_cfg or MASK[modality],
-                        slicing_cfg=SLICING, intensity_cfg=INTENSITY, reject_cfg=reject_cfg)
-    pipeline.rejected_table([str(npz)], str(out / "qc/rejected.csv"), info_paths=[str(info)], out_fixes=str(out / "qc/fixes.csv"))
+    pipeline.ingest(
+        modality,
+        str(source),
+        volume,
+        str(vol),
+        str(info),
+        spacing_mm=[2.0, 2.0, 2.0],
+        ct_series=CT_RULES if modality == "ct" else None,
+        pet=PET_CFG if modality == "pet" else None,
+        reject_cfg=reject_cfg,
+    )
+    pipeline.preprocess(
+        modality,
+        volume,
+        str(vol),
+        str(npz),
+        str(out / f"slices/{modality}/{volume}.csv"),
+        str(out / f"masks/{modality}/{volume}.nii.gz"),
+        mask_cfg=mask_cfg or MASK[modality],
+        slicing_cfg=SLICING,
+        intensity_cfg=INTENSITY,
+        reject_cfg=reject_cfg,
+    )
+    pipeline.rejected_table(
+        [str(npz)], str(out / "qc/rejected.csv"), info_paths=[str(info)], out_fixes=str(out / "qc/fixes.csv")
+    )
     return pd.read_csv(out / "qc/rejected.csv", keep_default_na=False), json.loads(info.read_text())
 
 

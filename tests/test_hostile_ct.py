@@ -11,11 +11,9 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
-import pytest
 import SimpleITK as sitk
-from pydicom.uid import JPEG2000Lossless
-
 from hostile_data import cq500_study, kept_slices, run_volume, write_ct
+from pydicom.uid import JPEG2000Lossless
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -138,21 +136,30 @@ def test_gantry_tilt_resampled_onto_orthogonal_grid(tmp_path):
     # positions drift 49 mm over the series)
     run_volume(tmp_path / "ref", "ct", cq500_study(tmp_path / "raw_ref", 90), "CQ500-CT-90")
     ref = sitk.ReadImage(str(tmp_path / "ref/results/volumes/ct/CQ500-CT-90.nii.gz"))
-    img = sitk.Resample(sitk.ReadImage(str(tmp_path / "results/volumes/ct/CQ500-CT-9.nii.gz")), ref,
-                        sitk.Transform(), sitk.sitkLinear, -1024.0)
+    img = sitk.Resample(
+        sitk.ReadImage(str(tmp_path / "results/volumes/ct/CQ500-CT-9.nii.gz")),
+        ref,
+        sitk.Transform(),
+        sitk.sitkLinear,
+        -1024.0,
+    )
     a, b = sitk.GetArrayFromImage(img) > 500, sitk.GetArrayFromImage(ref) > 500
     dice = 2 * (a & b).sum() / (a.sum() + b.sum())
     assert dice > 0.85, dice
 
 
 def test_missing_decoder_names_the_package(tmp_path):
-    study = cq500_study(tmp_path / "raw", 10, **{"CT PLAIN": {"n": 35, "transfer_syntax": JPEG2000Lossless, "signed": True, "rescale": (1.0, 0.0)}})
+    study = cq500_study(
+        tmp_path / "raw",
+        10,
+        **{"CT PLAIN": {"n": 35, "transfer_syntax": JPEG2000Lossless, "signed": True, "rescale": (1.0, 0.0)}},
+    )
     script = textwrap.dedent(f"""
         import sys
         from pydicom.pixels.decoders import JPEG2000LosslessDecoder
         for plugin in JPEG2000LosslessDecoder.available_plugins:  # as if none were installed
             JPEG2000LosslessDecoder.remove_plugin(plugin)
-        sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / 'tests')!r}]
+        sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / "tests")!r}]
         from pathlib import Path
         from hostile_data import run_volume
         rows, info = run_volume(Path({str(tmp_path)!r}), "ct", Path({str(study)!r}), "CQ500-CT-10")
@@ -191,14 +198,19 @@ def test_signed_and_unsigned_pixels_give_the_same_hu_mislabelled_rejected(tmp_pa
     np.testing.assert_allclose(va, vb, atol=1e-3)
     assert va.min() <= -999 and va.max() > 900  # air and bone in HU
     # signed values written with PixelRepresentation 0: air wraps to ~64500 -> rejected
-    c = cq500_study(tmp_path / "raw", 15, **{"CT PLAIN": {"signed": True, "rescale": (1.0, 0.0), "mislabel_unsigned": True}})
+    c = cq500_study(
+        tmp_path / "raw", 15, **{"CT PLAIN": {"signed": True, "rescale": (1.0, 0.0), "mislabel_unsigned": True}}
+    )
     row = only_row(run_volume(tmp_path / "c", "ct", c, "CQ500-CT-15")[0])
     assert "not Hounsfield units" in row.reason and "PixelRepresentation" in row.reason
 
 
 def test_study_with_no_usable_series_rejected_with_listing(tmp_path):
-    study = cq500_study(tmp_path / "raw", 16, **{"CT BONE": {"kernel": "BONE", "description": "BONE"},
-                                                 "CT 5mm": {"thickness": 5.0, "n": 30}})
+    study = cq500_study(
+        tmp_path / "raw",
+        16,
+        **{"CT BONE": {"kernel": "BONE", "description": "BONE"}, "CT 5mm": {"thickness": 5.0, "n": 30}},
+    )
     row = only_row(run_volume(tmp_path, "ct", study, "CQ500-CT-16")[0])
     assert "no series qualifies" in row.reason
     assert "CT BONE" in row.reason and "CT 5mm" in row.reason and "5 mm > max" in row.reason

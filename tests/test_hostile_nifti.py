@@ -9,8 +9,7 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
-
-from hostile_data import cq500_study, head_nifti, kept_slices, mr_session, pet_session, run_volume
+from hostile_data import cq500_study, kept_slices, mr_session, pet_session, run_volume
 
 
 def only_row(rows, rule="ingest"):
@@ -21,6 +20,7 @@ def only_row(rows, rule="ingest"):
 
 
 # ----------------------------------------------------------------------------- MR NIfTI
+
 
 def test_good_mr_passes(tmp_path):
     session, _ = mr_session(tmp_path / "raw", "OAS30001")
@@ -100,6 +100,7 @@ def test_float64_cast_and_logged_rgb_rejected(tmp_path):
 
 # ----------------------------------------------------------------------------- PET timing
 
+
 def test_pet_without_timing_uses_fallback_frames_and_logs_it(tmp_path):
     session = pet_session(tmp_path / "raw", "OAS30009", timing=None)
     rows, info = run_volume(tmp_path, "pet", session, "OAS30009_PIB_d0200")
@@ -127,6 +128,7 @@ def test_pet_old_frametimes_layout_is_read(tmp_path):
 
 # ----------------------------------------------------------------------------- any modality
 
+
 def test_implausibly_small_head_mask_rejected_in_preprocess(tmp_path):
     # a 2 cm 'head' in a normal field of view: the mask is far below min_head_volume_ml
     session, nii = mr_session(tmp_path / "raw", "OAS30012")
@@ -143,7 +145,9 @@ def test_implausibly_small_head_mask_rejected_in_preprocess(tmp_path):
 
 
 def test_empty_head_mask_rejected(tmp_path):
-    study = cq500_study(tmp_path / "raw", 20, **{"CT PLAIN": {"hu_fn": lambda lps: np.where(lps[..., 0] > 0, -1000.0, -990.0)}})
+    study = cq500_study(
+        tmp_path / "raw", 20, **{"CT PLAIN": {"hu_fn": lambda lps: np.where(lps[..., 0] > 0, -1000.0, -990.0)}}
+    )
     row = only_row(run_volume(tmp_path, "ct", study, "CQ500-CT-20")[0], rule="preprocess_volume")
     assert "holds 0 ml" in row.reason and "empty" in row.reason
 
@@ -151,7 +155,9 @@ def test_empty_head_mask_rejected(tmp_path):
 @pytest.mark.parametrize("modality", ["ct", "mr"])
 def test_volume_far_too_small_for_a_head_rejected(tmp_path, modality):
     if modality == "ct":
-        source = cq500_study(tmp_path / "raw", 21, **{"CT PLAIN": {"size": 16, "spacing": 1.0, "n": 40, "thickness": 1.0}})
+        source = cq500_study(
+            tmp_path / "raw", 21, **{"CT PLAIN": {"size": 16, "spacing": 1.0, "n": 40, "thickness": 1.0}}
+        )
         vid = "CQ500-CT-21"
     else:
         source, _ = mr_session(tmp_path / "raw", "OAS30013", shape=(20, 20, 20), spacing=1.0)

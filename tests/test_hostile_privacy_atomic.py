@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from hostile_data import run_volume, write_ct
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,7 +37,11 @@ def test_pseudonymous_ct_ids_are_stable_keyed_and_layout_independent(tmp_path):
     (a / "CQ500-CT-7" / "CQ500CT7 CQ500CT7").mkdir(parents=True)
     (b / "CQ500CT7 CQ500CT7").mkdir(parents=True)
     assert list(find_ct_studies(a)) == ["CQ500-CT-7"]
-    assert list(find_ct_studies(a, id_mode="hash")) == list(find_ct_studies(b, id_mode="hash")) == [pseudonym("CQ500-CT-7")]
+    assert (
+        list(find_ct_studies(a, id_mode="hash"))
+        == list(find_ct_studies(b, id_mode="hash"))
+        == [pseudonym("CQ500-CT-7")]
+    )
 
 
 def test_identifying_folder_name_never_reaches_outputs_or_logs(tmp_path, caplog):
@@ -52,8 +55,8 @@ def test_identifying_folder_name_never_reaches_outputs_or_logs(tmp_path, caplog)
     write_ct(bad_root / name / f"{name} CT" / "CT PLAIN")
     f = bad_root / name / f"{name} CT" / "CT PLAIN" / "CT000007.dcm"
     f.write_bytes(f.read_bytes()[:5000])
-    (vid, source), = find_ct_studies(raw).items()
-    (bad_vid, bad_source), = find_ct_studies(bad_root).items()
+    ((vid, source),) = find_ct_studies(raw).items()
+    ((bad_vid, bad_source),) = find_ct_studies(bad_root).items()
     assert vid == bad_vid and name not in vid
     caplog.set_level(logging.INFO)
     rows, info = run_volume(tmp_path / "ok", "ct", Path(source), vid)
@@ -61,15 +64,21 @@ def test_identifying_folder_name_never_reaches_outputs_or_logs(tmp_path, caplog)
     rows, info = run_volume(tmp_path / "bad", "ct", Path(bad_source), bad_vid)
     row = rows.iloc[0]
     assert "truncated" in row.reason and "CT000007.dcm" in row.reason and row.file.startswith(f"[{vid}]")
-    texts = [caplog.text] + [p.read_text(errors="replace") for d in ("ok", "bad") for p in (tmp_path / d).rglob("*")
-                              if p.is_file() and p.suffix in (".json", ".csv")]
+    texts = [caplog.text] + [
+        p.read_text(errors="replace")
+        for d in ("ok", "bad")
+        for p in (tmp_path / d).rglob("*")
+        if p.is_file() and p.suffix in (".json", ".csv")
+    ]
     assert not [t for t in texts if "ZQXFOLDER" in t]
 
 
 def test_rejection_scrub_keeps_paths_of_public_ids():
     from medcyclegan.reject import BadInput, row_from_error
 
-    exc = BadInput("/data/cq500/CQ500CT3 CQ500CT3/Unknown Study/CT A/CT000001.dcm: the file is truncated. Re-download it.")
+    exc = BadInput(
+        "/data/cq500/CQ500CT3 CQ500CT3/Unknown Study/CT A/CT000001.dcm: the file is truncated. Re-download it."
+    )
     row = row_from_error(exc, modality="ct", volume="CQ500-CT-3", rule="ingest", source="/data/cq500/CQ500CT3 CQ500CT3")
     assert row["file"] == "/data/cq500/CQ500CT3 CQ500CT3/Unknown Study/CT A/CT000001.dcm"
     assert row["reason"] == "the file is truncated." and row["action"] == "Re-download it."
@@ -84,7 +93,15 @@ def test_unexpected_error_is_not_rejected_but_fails(tmp_path, monkeypatch):
 
     monkeypatch.setattr(pipeline, "_read_volume", boom)
     with pytest.raises(KeyError):
-        pipeline.ingest("ct", str(tmp_path), "CQ500-CT-1", str(tmp_path / "v.nii.gz"), str(tmp_path / "v.json"), spacing_mm=[2, 2, 2], ct_series={})
+        pipeline.ingest(
+            "ct",
+            str(tmp_path),
+            "CQ500-CT-1",
+            str(tmp_path / "v.nii.gz"),
+            str(tmp_path / "v.json"),
+            spacing_mm=[2, 2, 2],
+            ct_series={},
+        )
     assert not (tmp_path / "v.nii.gz").exists() and not (tmp_path / "v.json").exists()
 
 

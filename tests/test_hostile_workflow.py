@@ -21,8 +21,7 @@ import nibabel as nib
 import pandas as pd
 import pydicom
 import pytest
-
-from hostile_data import cq500_study, mr_session, pet_session, write_ct
+from hostile_data import cq500_study, mr_session, pet_session
 from workflow_utils import ROOT, snakemake, write_config
 
 pytestmark = [pytest.mark.workflow, pytest.mark.timeout(1500)]
@@ -37,32 +36,66 @@ OVERRIDES = {
 
 # every identifying DICOM attribute, each with a value found nowhere else
 PHI_TAGS = {
-    "PatientName": "Zqxmarker^Patientname", "PatientID": "ZQX-PID-4711", "OtherPatientIDs": "ZQX-OTHERID-0815",
-    "PatientBirthDate": "19230417", "PatientAddress": "Zqxmarker Street 12, Zqxtown",
-    "PatientTelephoneNumbers": "+99-555-0199", "PatientAge": "097Y",
-    "StudyDate": "19310802", "SeriesDate": "19410911", "AcquisitionDate": "19520306", "ContentDate": "19610713",
-    "StudyTime": "031415.926535", "SeriesTime": "041516.271828", "AcquisitionTime": "051617.141421",
-    "ContentTime": "061718.173205", "InstitutionName": "Zqxmarker Institution", "InstitutionAddress": "Zqx Hospital Road 9",
-    "InstitutionalDepartmentName": "Zqxmarker Department", "ReferringPhysicianName": "Zqxmarker^Referrer",
-    "PerformingPhysicianName": "Zqxmarker^Performer", "NameOfPhysiciansReadingStudy": "Zqxmarker^Reader",
-    "OperatorsName": "Zqxmarker^Operator", "AccessionNumber": "ZQXACC99001", "StudyID": "ZQXSTUDY77",
-    "StationName": "ZQXSTATION5", "DeviceSerialNumber": "ZQXSERIAL31337",
-    "StudyInstanceUID": "1.2.826.0.1.3680043.10.999.424242", "FrameOfReferenceUID": "1.2.826.0.1.3680043.10.999.434343",
+    "PatientName": "Zqxmarker^Patientname",
+    "PatientID": "ZQX-PID-4711",
+    "OtherPatientIDs": "ZQX-OTHERID-0815",
+    "PatientBirthDate": "19230417",
+    "PatientAddress": "Zqxmarker Street 12, Zqxtown",
+    "PatientTelephoneNumbers": "+99-555-0199",
+    "PatientAge": "097Y",
+    "StudyDate": "19310802",
+    "SeriesDate": "19410911",
+    "AcquisitionDate": "19520306",
+    "ContentDate": "19610713",
+    "StudyTime": "031415.926535",
+    "SeriesTime": "041516.271828",
+    "AcquisitionTime": "051617.141421",
+    "ContentTime": "061718.173205",
+    "InstitutionName": "Zqxmarker Institution",
+    "InstitutionAddress": "Zqx Hospital Road 9",
+    "InstitutionalDepartmentName": "Zqxmarker Department",
+    "ReferringPhysicianName": "Zqxmarker^Referrer",
+    "PerformingPhysicianName": "Zqxmarker^Performer",
+    "NameOfPhysiciansReadingStudy": "Zqxmarker^Reader",
+    "OperatorsName": "Zqxmarker^Operator",
+    "AccessionNumber": "ZQXACC99001",
+    "StudyID": "ZQXSTUDY77",
+    "StationName": "ZQXSTATION5",
+    "DeviceSerialNumber": "ZQXSERIAL31337",
+    "StudyInstanceUID": "1.2.826.0.1.3680043.10.999.424242",
+    "FrameOfReferenceUID": "1.2.826.0.1.3680043.10.999.434343",
 }
-SIDECAR_PHI = {"PatientName": "Zqxsidecar^Name", "PatientBirthDate": "1927-05-05", "AcquisitionDateTime": "1999-12-31T23:59:58.123456",
-               "InstitutionName": "Zqxsidecar Institute", "DeviceSerialNumber": "ZQXSIDECARSERIAL"}
-NIFTI_PHI = {"descrip": b"ZQXDESCRIP Time=123456.789", "aux_file": b"ZQXAUX", "intent_name": b"ZQXINTENT", "db_name": b"ZQXDBNAME"}
+SIDECAR_PHI = {
+    "PatientName": "Zqxsidecar^Name",
+    "PatientBirthDate": "1927-05-05",
+    "AcquisitionDateTime": "1999-12-31T23:59:58.123456",
+    "InstitutionName": "Zqxsidecar Institute",
+    "DeviceSerialNumber": "ZQXSIDECARSERIAL",
+}
+NIFTI_PHI = {
+    "descrip": b"ZQXDESCRIP Time=123456.789",
+    "aux_file": b"ZQXAUX",
+    "intent_name": b"ZQXINTENT",
+    "db_name": b"ZQXDBNAME",
+}
 
 GOOD = {"ct": {"CQ500-CT-1"}, "mr": {"OAS30001_MR_d0100"}, "pet": {"OAS30002_AV45_d0300"}}
-BAD = {("ct", "CQ500-CT-3"): "truncated", ("ct", "CQ500-CT-4"): "no series qualifies",
-       ("mr", "OAS30003_MR_d0100"): "truncated", ("mr", "OAS30004_MR_d0100"): "4D",
-       ("pet", "OAS30005_PIB_d0200"): "30-60 min"}
+BAD = {
+    ("ct", "CQ500-CT-3"): "truncated",
+    ("ct", "CQ500-CT-4"): "no series qualifies",
+    ("mr", "OAS30003_MR_d0100"): "truncated",
+    ("mr", "OAS30004_MR_d0100"): "4D",
+    ("pet", "OAS30005_PIB_d0200"): "30-60 min",
+}
 
 
 # the TFRecords, the reject table and one of each QC output (the other QC jobs are the same
 # code; leaving them out keeps this test's CPU time down)
 TARGETS = [f"results/tfrecords/{m}/{s}.tfrecord" for m in ("ct", "mr", "pet") for s in ("train", "test")] + [
-    "results/qc/rejected.csv", "results/qc/ct_preview.png", "results/qc/mr_slices.csv"]
+    "results/qc/rejected.csv",
+    "results/qc/ct_preview.png",
+    "results/qc/mr_slices.csv",
+]
 
 
 def _mark_nifti(nii: Path) -> None:
@@ -127,8 +160,8 @@ def decoded_views(path: Path) -> list[bytes]:
     if raw[:8] == b"\x89PNG\r\n\x1a\n":
         pos, idat = 8, b""
         while pos < len(raw):
-            length = int.from_bytes(raw[pos:pos + 4], "big")
-            kind, data = raw[pos + 4:pos + 8], raw[pos + 8:pos + 8 + length]
+            length = int.from_bytes(raw[pos : pos + 4], "big")
+            kind, data = raw[pos + 4 : pos + 8], raw[pos + 8 : pos + 8 + length]
             if kind == b"IDAT":
                 idat += data
             elif kind == b"zTXt":
@@ -168,7 +201,9 @@ def test_bad_volumes_rejected_with_reasons_good_ones_reach_tfrecords(run):
     for modality, good in GOOD.items():
         volumes = set()
         for split in ("train", "test"):
-            volumes |= {ex["volume"].decode() for ex in records(work / f"results/tfrecords/{modality}/{split}.tfrecord")}
+            volumes |= {
+                ex["volume"].decode() for ex in records(work / f"results/tfrecords/{modality}/{split}.tfrecord")
+            }
         assert volumes == good, (modality, volumes)
     out = proc.stdout + proc.stderr
     assert "5 input volume(s) were rejected" in out and "results/qc/rejected.csv" in out
@@ -217,9 +252,22 @@ def test_killed_tfrecord_write_leaves_no_complete_looking_file(run, tmp_path):
         "os.replace = _held\n"
     )
     env = {**os.environ, "PYTHONPATH": str(hooks), "HOLD_FILE": str(hold)}
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(work),
-           "--configfile", str(work / "config.yaml"), "-j1", *TARGETS]
-    proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(ROOT / "Snakefile"),
+        "-d",
+        str(work),
+        "--configfile",
+        str(work / "config.yaml"),
+        "-j1",
+        *TARGETS,
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     try:
         deadline = time.time() + 300
         while not hold.exists() and time.time() < deadline and proc.poll() is None:

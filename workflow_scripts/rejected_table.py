@@ -4,11 +4,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821 (injected by Snakemake)
 
-from medcyclegan.logutil import job_logging  # noqa: E402
-
 from medcyclegan import pipeline  # noqa: E402
+from medcyclegan.logutil import job_logging  # noqa: E402
 
 smk = snakemake  # noqa: F821
 with job_logging(smk.log[0]):
     out = smk.output
-    pipeline.rejected_table(list(smk.input.npz), out.get("rejected", out[0]), info_paths=list(smk.input.get("info", [])), out_fixes=out.get("fixes"))
+    pipeline.rejected_table(
+        list(smk.input.npz),
+        out.get("rejected", out[0]),
+        info_paths=list(smk.input.get("info", [])),
+        out_fixes=out.get("fixes"),
+    )

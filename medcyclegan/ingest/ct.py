@@ -44,8 +44,9 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -66,7 +67,15 @@ __all__ = [
 #: Default exclusion regexes (case-insensitive) matched on the series description, the series
 #: folder name, the convolution kernel and ImageType.
 DEFAULT_EXCLUDE_PATTERNS = [
-    "bone", "contrast", "post", r"\bc\+", "cta", "angio", "scout", "localizer", "topogram",
+    "bone",
+    "contrast",
+    "post",
+    r"\bc\+",
+    "cta",
+    "angio",
+    "scout",
+    "localizer",
+    "topogram",
 ]
 
 #: Phrases that state a series was acquired WITHOUT contrast ("PRE CONTRAST", "non-contrast",
@@ -81,37 +90,62 @@ _NO_CONTRAST_VALUES = {"", "none", "no", "n/a", "na", "nil", "0", "-", "no contr
 
 # Files that are certainly not DICOM (never opened).
 _NON_DICOM_SUFFIXES = {
-    ".txt", ".csv", ".json", ".xml", ".html", ".htm", ".jpg", ".jpeg", ".png", ".gif", ".bmp",
-    ".zip", ".gz", ".tar", ".nii", ".pdf", ".md", ".py", ".db", ".ini", ".log", ".yaml", ".yml",
+    ".txt",
+    ".csv",
+    ".json",
+    ".xml",
+    ".html",
+    ".htm",
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".gif",
+    ".bmp",
+    ".zip",
+    ".gz",
+    ".tar",
+    ".nii",
+    ".pdf",
+    ".md",
+    ".py",
+    ".db",
+    ".ini",
+    ".log",
+    ".yaml",
+    ".yml",
 }
 
 # SOP classes that never hold an image (structured reports, presentation states, key object
 # selections, raw data, encapsulated PDF): such files in a series folder are skipped, not errors
 _NON_IMAGE_SOP_PREFIXES = (
-    "1.2.840.10008.5.1.4.1.1.88.", "1.2.840.10008.5.1.4.1.1.11.", "1.2.840.10008.5.1.4.1.1.66",
-    "1.2.840.10008.5.1.4.1.1.104.", "1.2.840.10008.5.1.4.1.1.481.",
+    "1.2.840.10008.5.1.4.1.1.88.",
+    "1.2.840.10008.5.1.4.1.1.11.",
+    "1.2.840.10008.5.1.4.1.1.66",
+    "1.2.840.10008.5.1.4.1.1.104.",
+    "1.2.840.10008.5.1.4.1.1.481.",
 )
 
 # pip packages that provide the pixel-data decoders for pydicom, by transfer syntax UID.
 _DECODER_PACKAGES = {
-    "1.2.840.10008.1.2.4.90": "pylibjpeg pylibjpeg-openjpeg",   # JPEG 2000 lossless
-    "1.2.840.10008.1.2.4.91": "pylibjpeg pylibjpeg-openjpeg",   # JPEG 2000
+    "1.2.840.10008.1.2.4.90": "pylibjpeg pylibjpeg-openjpeg",  # JPEG 2000 lossless
+    "1.2.840.10008.1.2.4.91": "pylibjpeg pylibjpeg-openjpeg",  # JPEG 2000
     "1.2.840.10008.1.2.4.201": "pylibjpeg pylibjpeg-openjpeg",  # HTJ2K lossless
     "1.2.840.10008.1.2.4.202": "pylibjpeg pylibjpeg-openjpeg",  # HTJ2K lossless RPCL
     "1.2.840.10008.1.2.4.203": "pylibjpeg pylibjpeg-openjpeg",  # HTJ2K
-    "1.2.840.10008.1.2.4.50": "pylibjpeg pylibjpeg-libjpeg",    # JPEG baseline
-    "1.2.840.10008.1.2.4.51": "pylibjpeg pylibjpeg-libjpeg",    # JPEG extended
-    "1.2.840.10008.1.2.4.57": "pylibjpeg pylibjpeg-libjpeg",    # JPEG lossless P14
-    "1.2.840.10008.1.2.4.70": "pylibjpeg pylibjpeg-libjpeg",    # JPEG lossless SV1
-    "1.2.840.10008.1.2.4.80": "pylibjpeg pylibjpeg-libjpeg",    # JPEG-LS lossless
-    "1.2.840.10008.1.2.4.81": "pylibjpeg pylibjpeg-libjpeg",    # JPEG-LS near lossless
-    "1.2.840.10008.1.2.5": "pylibjpeg pylibjpeg-rle",           # RLE (pydicom also has its own)
+    "1.2.840.10008.1.2.4.50": "pylibjpeg pylibjpeg-libjpeg",  # JPEG baseline
+    "1.2.840.10008.1.2.4.51": "pylibjpeg pylibjpeg-libjpeg",  # JPEG extended
+    "1.2.840.10008.1.2.4.57": "pylibjpeg pylibjpeg-libjpeg",  # JPEG lossless P14
+    "1.2.840.10008.1.2.4.70": "pylibjpeg pylibjpeg-libjpeg",  # JPEG lossless SV1
+    "1.2.840.10008.1.2.4.80": "pylibjpeg pylibjpeg-libjpeg",  # JPEG-LS lossless
+    "1.2.840.10008.1.2.4.81": "pylibjpeg pylibjpeg-libjpeg",  # JPEG-LS near lossless
+    "1.2.840.10008.1.2.5": "pylibjpeg pylibjpeg-rle",  # RLE (pydicom also has its own)
 }
 
 
 # --------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------
+
 
 def _looks_like_dicom(path: Path) -> bool:
     """A ``.dcm`` file, or any file with the DICOM magic ``DICM`` at byte 128."""
@@ -209,10 +243,25 @@ def _positions_thickness(files: list[Path]) -> float:
 # --------------------------------------------------------------------------------------------
 
 _TABLE_COLUMNS = [
-    "series_dir", "folder", "description", "n_files", "slice_thickness_mm", "thickness_source",
-    "image_type", "convolution_kernel", "rows", "columns", "pixel_spacing_mm", "modality",
-    "transfer_syntax", "transfer_syntax_name", "number_of_frames", "contrast_agent", "error",
-    "files", "series_in_folder",
+    "series_dir",
+    "folder",
+    "description",
+    "n_files",
+    "slice_thickness_mm",
+    "thickness_source",
+    "image_type",
+    "convolution_kernel",
+    "rows",
+    "columns",
+    "pixel_spacing_mm",
+    "modality",
+    "transfer_syntax",
+    "transfer_syntax_name",
+    "number_of_frames",
+    "contrast_agent",
+    "error",
+    "files",
+    "series_in_folder",
 ]
 
 
@@ -243,8 +292,9 @@ def _group_by_series(files: list[Path]) -> list[tuple[list[Path], list[pydicom.D
     return [(sorted(g[0] + unreadable), g[1]) for g in ordered]
 
 
-def _summary_row(study: Path, folder: Path, files: list[Path], headers: list[pydicom.Dataset],
-                 k: int, n_groups: int) -> dict[str, Any]:
+def _summary_row(
+    study: Path, folder: Path, files: list[Path], headers: list[pydicom.Dataset], k: int, n_groups: int
+) -> dict[str, Any]:
     """One series-table row from the headers of one SeriesInstanceUID group of a folder."""
     suffix = f" [series {k + 1} of {n_groups}]" if n_groups > 1 else ""
     row: dict[str, Any] = {c: "" for c in _TABLE_COLUMNS}
@@ -255,7 +305,9 @@ def _summary_row(study: Path, folder: Path, files: list[Path], headers: list[pyd
         description=folder.name + suffix,
         n_files=len(files),
         slice_thickness_mm=float("nan"),
-        rows=0, columns=0, number_of_frames=1,
+        rows=0,
+        columns=0,
+        number_of_frames=1,
         files=files,
         series_in_folder=n_groups,
     )
@@ -348,7 +400,10 @@ def _match_text(row: pd.Series) -> dict[str, str]:
 
 
 def _rejection_reasons(
-    row: pd.Series, max_thickness: float, min_slices: int, patterns: list[re.Pattern],
+    row: pd.Series,
+    max_thickness: float,
+    min_slices: int,
+    patterns: list[re.Pattern],
     use_contrast_tag: bool,
 ) -> list[str]:
     reasons: list[str] = []
@@ -400,8 +455,12 @@ def _rank(table: pd.DataFrame, **rules: Any) -> tuple[list[int], dict[str, str]]
 
     def key(i: int):
         r = table.loc[i]
-        return (-int(r["n_files"]), float(r["slice_thickness_mm"]),
-                Path(str(r["series_dir"])).name, str(r["series_dir"]))
+        return (
+            -int(r["n_files"]),
+            float(r["slice_thickness_mm"]),
+            Path(str(r["series_dir"])).name,
+            str(r["series_dir"]),
+        )
 
     candidates.sort(key=key)
     return candidates, reasons
@@ -433,8 +492,11 @@ def select_series(
         raise IngestError("CT series selection: the study has no series.")
     table = table.reset_index(drop=True)
     candidates, reasons = _rank(
-        table, max_slice_thickness_mm=max_slice_thickness_mm, min_slices=min_slices,
-        exclude_patterns=exclude_patterns, use_contrast_tag=use_contrast_tag,
+        table,
+        max_slice_thickness_mm=max_slice_thickness_mm,
+        min_slices=min_slices,
+        exclude_patterns=exclude_patterns,
+        use_contrast_tag=use_contrast_tag,
     )
     if not candidates:
         listing = "\n".join(f"  - {k}: {v}" for k, v in reasons.items())
@@ -459,6 +521,7 @@ def select_series(
 # --------------------------------------------------------------------------------------------
 # series reading
 # --------------------------------------------------------------------------------------------
+
 
 def _check_decoder(ts: Any, path: Path) -> None:
     """Fail early, naming the package to install, when pixel data cannot be decoded here."""
@@ -513,7 +576,9 @@ def _read_slice(path: Path, checked: set[str]) -> dict[str, Any]:
         ) from exc
     ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     if "PixelData" not in ds:
-        sop = str(ds.get("SOPClassUID", "") or getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", "") or "")
+        sop = str(
+            ds.get("SOPClassUID", "") or getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", "") or ""
+        )
         if sop and sop.startswith(_NON_IMAGE_SOP_PREFIXES):
             return {"skip": True, "reason": f"DICOM object without an image (SOP class {pydicom.uid.UID(sop).name})"}
         raise IngestError(
@@ -555,10 +620,18 @@ def _read_slice(path: Path, checked: set[str]) -> dict[str, Any]:
     inter = 0.0 if inter is None else float(inter)
     hu = raw.astype(np.float64) * slope + inter
     return {
-        "skip": False, "iop": iop, "ipp": ipp, "ps": ps, "hu": hu.astype(np.float32),
-        "shape": raw.shape, "ts": str(ts) if ts else "", "rescale": rescale,
-        "series_uid": str(ds.get("SeriesInstanceUID", "")), "thickness": _float_or_nan(ds.get("SliceThickness")),
-        "slope": slope, "intercept": inter,
+        "skip": False,
+        "iop": iop,
+        "ipp": ipp,
+        "ps": ps,
+        "hu": hu.astype(np.float32),
+        "shape": raw.shape,
+        "ts": str(ts) if ts else "",
+        "rescale": rescale,
+        "series_uid": str(ds.get("SeriesInstanceUID", "")),
+        "thickness": _float_or_nan(ds.get("SliceThickness")),
+        "slope": slope,
+        "intercept": inter,
     }
 
 
@@ -593,8 +666,11 @@ def _drop_exact_duplicates(slices: list[dict[str, Any]], proj: np.ndarray, fixes
     keep = [0]
     for i in range(1, len(slices)):
         j = keep[-1]
-        if abs(proj[i] - proj[j]) < 1e-3 and slices[i]["shape"] == slices[j]["shape"] \
-                and np.array_equal(slices[i]["hu"], slices[j]["hu"]):
+        if (
+            abs(proj[i] - proj[j]) < 1e-3
+            and slices[i]["shape"] == slices[j]["shape"]
+            and np.array_equal(slices[i]["hu"], slices[j]["hu"])
+        ):
             fixes.append(f"dropped {slices[i]['file'].name}: exact duplicate of {slices[j]['file'].name}")
             continue
         keep.append(i)
@@ -699,7 +775,8 @@ def _read_ct_series(
         if bad.size:
             details = ", ".join(
                 f"{steps[k]:.3f} mm between {slices[k]['file'].name} ({proj[k]:.3f}) and "
-                f"{slices[k + 1]['file'].name} ({proj[k + 1]:.3f})" for k in bad[:5]
+                f"{slices[k + 1]['file'].name} ({proj[k + 1]:.3f})"
+                for k in bad[:5]
             )
             raise IngestError(
                 f"{folder}: slice spacing is not uniform (median {dz:.4f} mm, tolerance {tol:.3f} mm): "
@@ -737,9 +814,8 @@ def _read_ct_series(
         out = np.full((nz, ny + lo_y + hi_y, nx + lo_x + hi_x), fill_value, dtype=np.float32)
         for k in range(nz):
             padded = np.full(out.shape[1:], fill_value, dtype=np.float64)
-            padded[lo_y:lo_y + ny, lo_x:lo_x + nx] = vol[k]
-            out[k] = ndimage.shift(padded, (shift_y[k], shift_x[k]), order=1, mode="constant",
-                                   cval=fill_value)
+            padded[lo_y : lo_y + ny, lo_x : lo_x + nx] = vol[k]
+            out[k] = ndimage.shift(padded, (shift_y[k], shift_x[k]), order=1, mode="constant", cval=fill_value)
         vol = out
         origin = ipp[0] - lo_x * sx * r - lo_y * sy * c
         corrected = True
@@ -761,8 +837,8 @@ def _read_ct_series(
         "gantry_tilt_deg": round(tilt_deg, 3),
         "gantry_tilt_corrected": corrected,
         "gantry_tilt_fill_value": float(fill_value) if corrected else None,
-        "fixes": fixes + ([f"gantry tilt {tilt_deg:.1f} deg: slices shifted in-plane onto an orthogonal grid"]
-                          if corrected else []),
+        "fixes": fixes
+        + ([f"gantry tilt {tilt_deg:.1f} deg: slices shifted in-plane onto an orthogonal grid"] if corrected else []),
     }
     return img, details
 
@@ -786,12 +862,16 @@ def check_hu_plausible(img: sitk.Image, where: str, info: dict[str, Any] | None 
     high = float(np.mean(sample > HIGH_HU))
     rescale = " ".join((info or {}).get("rescale", []))
     if p1 > AIR_P1_MAX_HU or high > HIGH_HU_MAX_FRACTION:
-        what = (f"the lowest 1 % of values is {p1:.0f} HU (a head CT has air at about -1000 HU)"
-                if p1 > AIR_P1_MAX_HU else
-                f"{high:.1%} of voxels are above {HIGH_HU:g} HU")
-        cause = ("RescaleSlope/RescaleIntercept are missing and the stored values are not HU"
-                 if "absent" in rescale else
-                 "the rescale (RescaleSlope/RescaleIntercept) or the PixelRepresentation (signed/unsigned) is wrong")
+        what = (
+            f"the lowest 1 % of values is {p1:.0f} HU (a head CT has air at about -1000 HU)"
+            if p1 > AIR_P1_MAX_HU
+            else f"{high:.1%} of voxels are above {HIGH_HU:g} HU"
+        )
+        cause = (
+            "RescaleSlope/RescaleIntercept are missing and the stored values are not HU"
+            if "absent" in rescale
+            else "the rescale (RescaleSlope/RescaleIntercept) or the PixelRepresentation (signed/unsigned) is wrong"
+        )
         raise IngestError(
             f"{where}: values are not Hounsfield units: {what}; {cause}. "
             f"Fix the DICOM headers (e.g. add RescaleIntercept -1024) or leave the study out."
@@ -811,8 +891,9 @@ def read_ct_series(
     (absolute floor 0.01 mm). ``gantry_tilt``: "correct" (shift slices onto an orthogonal grid,
     new pixels = ``fill_value``) or "error". See the module docstring for the geometry rules.
     """
-    img, _ = _read_ct_series(series_dir, spacing_tolerance=spacing_tolerance,
-                             gantry_tilt=gantry_tilt, fill_value=fill_value)
+    img, _ = _read_ct_series(
+        series_dir, spacing_tolerance=spacing_tolerance, gantry_tilt=gantry_tilt, fill_value=fill_value
+    )
     return img
 
 
@@ -873,16 +954,23 @@ def ingest_ct_study(
     chosen, img, details = None, None, None
     for row in ordered:
         try:
-            img, details = _read_ct_series(row["series_dir"], files=row.get("files") or None,
-                                           spacing_tolerance=spacing_tolerance,
-                                           gantry_tilt=gantry_tilt, fill_value=fill_value)
+            img, details = _read_ct_series(
+                row["series_dir"],
+                files=row.get("files") or None,
+                spacing_tolerance=spacing_tolerance,
+                gantry_tilt=gantry_tilt,
+                fill_value=fill_value,
+            )
             chosen = row
             break
         except IngestError as exc:
             failures[str(row["series_dir"])] = f"could not be read: {exc}"
     if chosen is None:
-        listing = "\n".join(f"  - {rel(k)}: {v}" for k, v in {**reasons, **failures}.items()
-                            if k in failures or not v.startswith("candidate"))
+        listing = "\n".join(
+            f"  - {rel(k)}: {v}"
+            for k, v in {**reasons, **failures}.items()
+            if k in failures or not v.startswith("candidate")
+        )
         raise IngestError(f"{study}: no CT series could be ingested.\n{listing}")
 
     rejected: dict[str, str] = {}
@@ -914,8 +1002,9 @@ def ingest_ct_study(
         "selection_rules": {
             "max_slice_thickness_mm": float(rules.get("max_slice_thickness_mm", 1.5)),
             "min_slices": int(rules.get("min_slices", 64)),
-            "exclude_patterns": list(DEFAULT_EXCLUDE_PATTERNS if rules.get("exclude_patterns") is None
-                                     else rules["exclude_patterns"]),
+            "exclude_patterns": list(
+                DEFAULT_EXCLUDE_PATTERNS if rules.get("exclude_patterns") is None else rules["exclude_patterns"]
+            ),
             "use_contrast_tag": bool(rules.get("use_contrast_tag", True)),
         },
         "rejected": rejected,
@@ -924,7 +1013,8 @@ def ingest_ct_study(
                 "folder": rel(str(r["series_dir"])),
                 "description": str(r["description"]),
                 "n_files": int(r["n_files"]),
-                "slice_thickness_mm": None if not math.isfinite(_float_or_nan(r["slice_thickness_mm"]))
+                "slice_thickness_mm": None
+                if not math.isfinite(_float_or_nan(r["slice_thickness_mm"]))
                 else float(r["slice_thickness_mm"]),
                 "convolution_kernel": str(r["convolution_kernel"]),
                 "selected": str(r["series_dir"]) == str(chosen["series_dir"]),
@@ -932,8 +1022,13 @@ def ingest_ct_study(
             for _, r in table.iterrows()
         ],
     }
-    split = sorted({str(Path(str(r["series_dir"])).parent / str(r["folder"]).split(" [series ")[0])
-                    for _, r in table.iterrows() if int(r.get("series_in_folder") or 1) > 1})
+    split = sorted(
+        {
+            str(Path(str(r["series_dir"])).parent / str(r["folder"]).split(" [series ")[0])
+            for _, r in table.iterrows()
+            if int(r.get("series_in_folder") or 1) > 1
+        }
+    )
     if split:
         info["fixes"] = list(info.get("fixes", [])) + [
             f"{len(split)} folder(s) held several series (different SeriesInstanceUID): split into "

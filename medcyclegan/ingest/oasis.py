@@ -58,15 +58,26 @@ _FOLDER_NUM_RE = re.compile(r"^(?:anat|pet)(\d+)$", re.IGNORECASE)
 
 #: sidecar keys copied into ``info`` (acquisition parameters only: nothing identifying)
 MR_SIDECAR_KEYS = (
-    "Modality", "MagneticFieldStrength", "Manufacturer", "ManufacturersModelName",
-    "SeriesDescription", "ProtocolName", "ScanningSequence", "MRAcquisitionType",
-    "RepetitionTime", "EchoTime", "InversionTime", "FlipAngle", "SliceThickness",
+    "Modality",
+    "MagneticFieldStrength",
+    "Manufacturer",
+    "ManufacturersModelName",
+    "SeriesDescription",
+    "ProtocolName",
+    "ScanningSequence",
+    "MRAcquisitionType",
+    "RepetitionTime",
+    "EchoTime",
+    "InversionTime",
+    "FlipAngle",
+    "SliceThickness",
 )
 
 
 # --------------------------------------------------------------------------------------------
 # names
 # --------------------------------------------------------------------------------------------
+
 
 def parse_session_name(name: str | os.PathLike) -> dict[str, Any]:
     """``OAS30001_MR_d0129`` -> ``{"subject": "OAS30001", "modality_or_tracer": "MR", "day": 129}``.
@@ -100,8 +111,7 @@ def _folder_number(path: Path, session: Path) -> int:
 def _candidates(session: Path, suffix: str) -> list[Path]:
     """Files under ``session`` whose name ends with ``_<suffix>.nii[.gz]`` sorted by the rule."""
     pat = re.compile(rf"_{re.escape(suffix)}\.nii(\.gz)?$")
-    found = [p for p in session.rglob("*") if p.is_file() and not p.name.startswith(".")
-             and pat.search(p.name)]
+    found = [p for p in session.rglob("*") if p.is_file() and not p.name.startswith(".") and pat.search(p.name)]
 
     def key(p: Path):
         m = _RUN_RE.search(p.name)
@@ -147,16 +157,14 @@ def find_t1w(session_dir: str | os.PathLike) -> tuple[Path, Path | None]:
 
     Several T1w files: the lowest ``run-NN`` (none = 0), then lowest ``anatN``, then name.
     """
-    nii, side, _ = _find(session_dir, "T1w", "T1w MR",
-                         "anat2/sub-OAS30001_ses-d0129_run-01_T1w.nii.gz")
+    nii, side, _ = _find(session_dir, "T1w", "T1w MR", "anat2/sub-OAS30001_ses-d0129_run-01_T1w.nii.gz")
     return nii, side
 
 
 def find_pet(session_dir: str | os.PathLike) -> tuple[Path, Path | None]:
     """The session's PET NIfTI (``*_pet.nii[.gz]``; CT images ``*_ct.nii.gz`` are ignored) and its
     sidecar (same folder or ``BIDS/``), or None. Several PET files: same rule as :func:`find_t1w`."""
-    nii, side, _ = _find(session_dir, "pet", "PET",
-                         "pet1/sub-OAS31463_ses-d0364_acq-PIB_pet.nii.gz")
+    nii, side, _ = _find(session_dir, "pet", "PET", "pet1/sub-OAS31463_ses-d0364_acq-PIB_pet.nii.gz")
     return nii, side
 
 
@@ -181,8 +189,9 @@ def load_sidecar(path: str | os.PathLike | None) -> dict[str, Any] | None:
 _RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
 
 
-def nifti_affine_lps(path: str | os.PathLike, img: nib.Nifti1Image | None = None
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def nifti_affine_lps(
+    path: str | os.PathLike, img: nib.Nifti1Image | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(origin, spacing, direction 3x3)`` in LPS from nibabel's best affine of a NIfTI file.
 
     Raises :class:`IngestError` when the file has no orientation (qform_code = sform_code = 0),
@@ -232,8 +241,13 @@ def _check_sitk_geometry(img: sitk.Image, path: Path) -> None:
         raise IngestError(f"{path}: image direction is not invertible or a spacing is <= 0.")
 
 
-def check_itk_agrees(path: str | os.PathLike, origin: np.ndarray, spacing: np.ndarray,
-                     direction: np.ndarray, itk_geometry: tuple | None = None) -> None:
+def check_itk_agrees(
+    path: str | os.PathLike,
+    origin: np.ndarray,
+    spacing: np.ndarray,
+    direction: np.ndarray,
+    itk_geometry: tuple | None = None,
+) -> None:
     """Raise :class:`IngestError` unless ITK's reading of the NIfTI header places the first three
     axes where nibabel's affine does (``origin``/``spacing``/``direction`` in LPS).
 
@@ -350,8 +364,7 @@ def read_nifti_3d(path: str | os.PathLike) -> sitk.Image:
         raise IngestError(f"{p}: SimpleITK read a {img.GetDimension()}D image; 3D expected.")
     _check_sitk_geometry(img, p)
     # ITK and nibabel must agree on where every voxel is
-    check_itk_agrees(p, origin, spacing, direction,
-                     (img.GetOrigin(), img.GetSpacing(), img.GetDirection()))
+    check_itk_agrees(p, origin, spacing, direction, (img.GetOrigin(), img.GetSpacing(), img.GetDirection()))
     if img.GetPixelID() != sitk.sitkFloat32:
         img = sitk.Cast(img, sitk.sitkFloat32)
     return img

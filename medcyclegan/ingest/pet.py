@@ -32,8 +32,9 @@ import math
 import os
 import re
 import zlib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -69,15 +70,27 @@ DEFAULT_FALLBACK_FRAMES = (-4, None)
 TOLERANCE_S = 1.0
 
 _UNIT_SECONDS = {
-    "s": 1.0, "sec": 1.0, "secs": 1.0, "second": 1.0, "seconds": 1.0,
-    "m": 60.0, "min": 60.0, "mins": 60.0, "minute": 60.0, "minutes": 60.0,
-    "ms": 1e-3, "msec": 1e-3, "millisecond": 1e-3, "milliseconds": 1e-3,
+    "s": 1.0,
+    "sec": 1.0,
+    "secs": 1.0,
+    "second": 1.0,
+    "seconds": 1.0,
+    "m": 60.0,
+    "min": 60.0,
+    "mins": 60.0,
+    "minute": 60.0,
+    "minutes": 60.0,
+    "ms": 1e-3,
+    "msec": 1e-3,
+    "millisecond": 1e-3,
+    "milliseconds": 1e-3,
 }
 
 
 # --------------------------------------------------------------------------------------------
 # frame timing
 # --------------------------------------------------------------------------------------------
+
 
 def _num_list(value: Any, what: str) -> np.ndarray:
     try:
@@ -109,9 +122,7 @@ def _draft_columns(frame_times: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarr
     if table.ndim == 1:
         table = table.reshape(1, -1)
     if table.ndim != 2 or table.shape[1] not in (2, 3) or not np.all(np.isfinite(table)):
-        raise IngestError(
-            f"sidecar FrameTimes.Values must be rows [start, (end), duration]; got shape {table.shape}."
-        )
+        raise IngestError(f"sidecar FrameTimes.Values must be rows [start, (end), duration]; got shape {table.shape}.")
     ncol = table.shape[1]
     units = frame_times.get("Units")
     if units is not None:
@@ -133,14 +144,15 @@ def _draft_columns(frame_times: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarr
             elif "dur" in lab or "length" in lab:
                 col["duration"] = i
         if "start" not in col or not ({"end", "duration"} & set(col)):
-            raise IngestError(
-                f"sidecar FrameTimes.Labels {labels}: need a start column and an end or duration column."
-            )
+            raise IngestError(f"sidecar FrameTimes.Labels {labels}: need a start column and an end or duration column.")
         how = f"FrameTimes (Labels {labels})"
     else:
         col = {"start": 0, "end": 1, "duration": 2} if ncol == 3 else {"start": 0, "duration": 1}
-        how = "FrameTimes (no Labels: rows [start, end, duration])" if ncol == 3 else \
-            "FrameTimes (no Labels: rows [start, duration])"
+        how = (
+            "FrameTimes (no Labels: rows [start, end, duration])"
+            if ncol == 3
+            else "FrameTimes (no Labels: rows [start, duration])"
+        )
     start = table[:, col["start"]]
     end = table[:, col["end"]] if "end" in col else None
     dur = table[:, col["duration"]] if "duration" in col else None
@@ -175,9 +187,7 @@ def frame_timing(sidecar: Mapping[str, Any] | None) -> pd.DataFrame | None:
         start = _num_list(sidecar["FrameTimesStart"], "FrameTimesStart")
         dur = _num_list(sidecar["FrameDuration"], "FrameDuration")
         if start.size != dur.size:
-            raise IngestError(
-                f"sidecar FrameTimesStart has {start.size} entries but FrameDuration {dur.size}."
-            )
+            raise IngestError(f"sidecar FrameTimesStart has {start.size} entries but FrameDuration {dur.size}.")
         end = start + dur
         source = "BIDS FrameTimesStart/FrameDuration (s)"
         inj = sidecar.get("InjectionStart")
@@ -236,8 +246,9 @@ def normalise_tracer(value: Any) -> str | None:
     return text
 
 
-def tracer_of(session_name: str | os.PathLike, sidecar: Mapping[str, Any] | None,
-              filename: str | os.PathLike | None = None) -> str:
+def tracer_of(
+    session_name: str | os.PathLike, sidecar: Mapping[str, Any] | None, filename: str | os.PathLike | None = None
+) -> str:
     """The PET tracer, from the session folder name (``OAS31463_PIB_d0364``), an ``acq-<tracer>``
     entity in the session or file name, and the sidecar's ``TracerName`` /
     ``Radiopharmaceutical``. Sources that disagree, or no source at all, raise
@@ -265,9 +276,7 @@ def tracer_of(session_name: str | os.PathLike, sidecar: Mapping[str, Any] | None
             f"entity, no sidecar TracerName). Rename the session folder like 'OAS31463_PIB_d0364'."
         )
     if len(values) > 1:
-        raise IngestError(
-            f"{session_name}: the PET tracer sources disagree: {found}. Check which tracer this is."
-        )
+        raise IngestError(f"{session_name}: the PET tracer sources disagree: {found}. Check which tracer this is.")
     return values.pop()
 
 
@@ -275,11 +284,12 @@ def tracer_of(session_name: str | os.PathLike, sidecar: Mapping[str, Any] | None
 # frame selection
 # --------------------------------------------------------------------------------------------
 
+
 def _fmt_frames(timing: pd.DataFrame, idx: Sequence[int] | None = None, limit: int = 60) -> str:
     rows = timing if idx is None else timing.iloc[list(idx)]
     parts = [f"{i}: {r.start_s / 60:.2f}-{r.end_s / 60:.2f}" for i, r in zip(rows.index, rows.itertuples())]
     if len(parts) > limit:
-        parts = parts[: limit // 2] + ["..."] + parts[-limit // 2:]
+        parts = parts[: limit // 2] + ["..."] + parts[-limit // 2 :]
     return "[" + ", ".join(parts) + "] min"
 
 
@@ -338,8 +348,10 @@ def select_frames(
     if not idx or coverage < min_window_coverage:
         hint = ""
         if end.max() <= w0 + tolerance_s:
-            hint = (" All frames end before the window starts: the frame times may be relative to "
-                    "the scan start rather than the injection.")
+            hint = (
+                " All frames end before the window starts: the frame times may be relative to "
+                "the scan start rather than the injection."
+            )
         raise IngestError(
             f"PET frames inside the window {window_txt} cover {covered / 60:.2f} of "
             f"{(w1 - w0) / 60:.2f} min ({coverage:.0%}) < required {min_window_coverage:.0%} "
@@ -357,6 +369,7 @@ def select_frames(
 # --------------------------------------------------------------------------------------------
 # summation
 # --------------------------------------------------------------------------------------------
+
 
 def _window_for(tracer: str, windows_min: Mapping[str, Sequence[float]] | None):
     windows = windows_min if windows_min is not None else DEFAULT_WINDOWS_MIN
@@ -413,7 +426,8 @@ def sum_pet(
     info["value_min"] = float(data.min())
     info["value_max"] = float(data.max())
     info["fixes"] = ([dtype_note] if dtype_note else []) + (
-        [f"no frame timing in the sidecar: {info['rule']}"] if info.get("rule_used") == "fallback" else [])
+        [f"no frame timing in the sidecar: {info['rule']}"] if info.get("rule_used") == "fallback" else []
+    )
     return img, info
 
 
@@ -430,13 +444,21 @@ def _read_voxels(p: Path, read):
 
 def _sum_frames(p, nimg, shape, sidecar, tracer, windows_min, fallback_frames, min_window_coverage):
     """The frame sum of :func:`sum_pet` (voxel data read here) and its ``info``."""
-    info: dict[str, Any] = {"tracer": tracer, "n_frames_in_file": 1, "window_min": None,
-                            "timing_source": None, "window_coverage": None}
+    info: dict[str, Any] = {
+        "tracer": tracer,
+        "n_frames_in_file": 1,
+        "window_min": None,
+        "timing_source": None,
+        "window_coverage": None,
+    }
     if len(shape) == 3 or (len(shape) == 4 and shape[3] == 1):
         data = _read_voxels(p, lambda: np.asarray(nimg.dataobj, dtype=np.float64)).reshape(shape[:3])
-        info.update(static=True, rule_used="static",
-                    rule="3D (static) PET file: used as is, no frames summed",
-                    frames_used=[{"index": 0, "start_s": None, "end_s": None, "duration_s": None}])
+        info.update(
+            static=True,
+            rule_used="static",
+            rule="3D (static) PET file: used as is, no frames summed",
+            frames_used=[{"index": 0, "start_s": None, "end_s": None, "duration_s": None}],
+        )
     elif len(shape) == 4:
         n = shape[3]
         try:
@@ -461,15 +483,24 @@ def _sum_frames(p, nimg, shape, sidecar, tracer, windows_min, fallback_frames, m
                 frames.append({"index": i, "start_s": None, "end_s": None, "duration_s": None})
             else:
                 r = timing.iloc[i]
-                frames.append({"index": i, "start_s": round(float(r.start_s), 3),
-                               "end_s": round(float(r.end_s), 3), "duration_s": round(float(r.duration_s), 3)})
+                frames.append(
+                    {
+                        "index": i,
+                        "start_s": round(float(r.start_s), 3),
+                        "end_s": round(float(r.end_s), 3),
+                        "duration_s": round(float(r.duration_s), 3),
+                    }
+                )
         info.update(
-            static=False, n_frames_in_file=n, rule=reason,
+            static=False,
+            n_frames_in_file=n,
+            rule=reason,
             rule_used="window" if timing is not None else "fallback",
             window_min=window,
             timing_source=None if timing is None else timing.attrs.get("source"),
-            window_coverage=None if timing is None else round(
-                float(timing["duration_s"].iloc[idx].sum()) / ((window[1] - window[0]) * 60.0), 4),
+            window_coverage=None
+            if timing is None
+            else round(float(timing["duration_s"].iloc[idx].sum()) / ((window[1] - window[0]) * 60.0), 4),
             fallback_frames=None if timing is not None else [None if v is None else int(v) for v in fallback_frames],
             frames_used=frames,
         )
