@@ -68,8 +68,10 @@ def plot_training_curves(log_path, out_png, title: str = "") -> dict[str, list[t
     axes[1, 1].axis("off")
     n = max((len(v) for v in series.values()), default=0)
     last = {k: v[-1][1] for k, v in series.items() if v and k != "lr" and math.isfinite(v[-1][1])}
-    text = "no training log lines found" if not n else "last logged values:\n" + "\n".join(
-        f"{k} = {v:.4g}" for k, v in sorted(last.items())
+    text = (
+        "no training log lines found"
+        if not n
+        else "last logged values:\n" + "\n".join(f"{k} = {v:.4g}" for k, v in sorted(last.items()))
     )
     axes[1, 1].text(0, 1, text, va="top", family="monospace", fontsize=8)
     fig.suptitle(f"{title} training".strip())

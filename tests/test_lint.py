@@ -101,7 +101,9 @@ def test_profiles_match_the_rules():
         if rule["runs"]:
             assert rule["threads"] is not None, f"rule {name}: no threads"
     submitted = {n for n, r in rules.items() if r["runs"] and not r["local"]}
-    assert submitted <= set(profile), f"rules without Slurm resources in profiles/slurm: {sorted(submitted - set(profile))}"
+    assert submitted <= set(profile), (
+        f"rules without Slurm resources in profiles/slurm: {sorted(submitted - set(profile))}"
+    )
     for name, res in profile.items():
         assert name in rules, f"profiles/slurm: no rule {name}"
         if "cpus_per_task" in res and rules[name]["threads"] is not None:

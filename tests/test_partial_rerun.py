@@ -14,7 +14,7 @@ import pytest
 
 from workflow_utils import ROOT, snakemake, write_config
 
-pytestmark = [pytest.mark.workflow, pytest.mark.timeout(2400)]
+pytestmark = [pytest.mark.workflow, pytest.mark.timeout(3000)]
 
 DEMO = {
     "demo": {"n_ct_subjects": 3, "n_mr_subjects": 3, "n_pet_subjects": 3, "ct_matrix": 128, "ct_thin_slice_mm": 1.25},
@@ -35,7 +35,9 @@ DEMO = {
     },
 }
 TASKS = ("mr2ct", "pet2ct")
-TARGETS = ["preprocess"] + [f"results/{t}/{f}" for t in TASKS for f in ("examples.png", "training_curves.png", "slice_eval.json")]
+TARGETS = ["preprocess"] + [
+    f"results/{t}/{f}" for t in TASKS for f in ("examples.png", "training_curves.png", "slice_eval.json")
+]
 # rules that aggregate every modality (one job for all): they rerun after any preprocessing change
 ALL_MODALITY_AGGREGATES = {"rejected_table"}
 
@@ -44,7 +46,7 @@ ALL_MODALITY_AGGREGATES = {"rejected_table"}
 def demo_run(tmp_path_factory):
     work = tmp_path_factory.mktemp("rerun")
     write_config(work, DEMO)
-    snakemake(work, "-j2", *TARGETS)
+    snakemake(work, "-j2", *TARGETS, timeout=2700)
     return work
 
 
@@ -122,7 +124,14 @@ def test_new_subject_reruns_its_volume_jobs_and_the_aggregations(demo_run):
     rules = {r for r, _ in jobs}
     # the new volume's own jobs, the MR aggregations and what follows them (MR training)
     required = {"demo_mr_session", "ingest", "preprocess_volume", "split", "tfrecords", "qc_slice_table", "train"}
-    allowed = required | {"ground_truth_slices", "qc_preview", "examples_grid", "slice_eval", "training_curves", "preprocess"}
+    allowed = required | {
+        "ground_truth_slices",
+        "qc_preview",
+        "examples_grid",
+        "slice_eval",
+        "training_curves",
+        "preprocess",
+    }
     assert required <= rules <= allowed | ALL_MODALITY_AGGREGATES, rules
     assert kinds(jobs) - {(r, "") for r in ALL_MODALITY_AGGREGATES | {"preprocess"}} <= {
         (r, m) for r in allowed for m in ("mr", "mr2ct", "")
@@ -135,6 +144,13 @@ def test_report_holds_grids_qc_metrics_and_curves(demo_run):
     snakemake(demo_run, "--report", str(report), *TARGETS)
     html = report.read_text(errors="replace")
     assert report.stat().st_size > 100_000
-    for text in ("Preprocessing QC", "Training", "examples.png", "training_curves.png", "slice_eval.json", "mr_preview.png"):
+    for text in (
+        "Preprocessing QC",
+        "Training",
+        "examples.png",
+        "training_curves.png",
+        "slice_eval.json",
+        "mr_preview.png",
+    ):
         assert text in html, text
     assert (ROOT / "report" / "workflow.rst").exists()

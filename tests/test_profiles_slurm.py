@@ -205,7 +205,9 @@ def test_slurm_profile_runs_demo_preprocessing(slurm, tmp_path):
     # every job went through sbatch: the log names its Slurm job id, and squeue still knows it
     submitted = dict(re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", out))
     n_jobs = len(re.findall(r"^\s*jobid: \d+", out, flags=re.M)) or len(submitted)
-    print(f"{len(submitted)} jobs ran on Slurm in {elapsed:.0f} s; Slurm job ids: {sorted(submitted.values(), key=int)}")
+    print(
+        f"{len(submitted)} jobs ran on Slurm in {elapsed:.0f} s; Slurm job ids: {sorted(submitted.values(), key=int)}"
+    )
     assert len(submitted) >= 2 * 3 + 1 + 2, out[-4000:]  # demo + ingest + preprocess per study, split, tfrecords
     assert len(submitted) == n_jobs, f"{n_jobs} jobs but {len(submitted)} Slurm submissions"
     queue = _run(["squeue", "-h", "-t", "all", "-o", "%i %T %j"], env=slurm).stdout
