@@ -3,9 +3,9 @@
 import nibabel as nib
 import numpy as np
 import pytest
-from workflow_utils import scheduled_jobs, snakemake, write_config
 
 from medcyclegan import synthrad
+from workflow_utils import scheduled_jobs, snakemake, write_config
 
 
 def fake_task1(root, ids=("1BA001", "1BA005", "1BB012", "1BC003"), shape=(40, 48, 36)):

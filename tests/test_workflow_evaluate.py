@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from test_synthesis import phantom
 from test_workflow_demo import TINY_DEMO, TINY_TRAINING
+
 from workflow_utils import scheduled_jobs, snakemake, write_config
 
 pytestmark = [pytest.mark.workflow, pytest.mark.timeout(2400)]
