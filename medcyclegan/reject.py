@@ -118,13 +118,11 @@ def row_from_error(
     """One rejected.csv row from a :class:`BadInput`: ``file, rule, reason, action`` (one line each)."""
     message = str(exc).strip()
     file = getattr(exc, "file", None)
+    m = _PATH_RE.match(message)
+    if m:  # the path the message starts with is in the file column (or is the study around it)
+        message = message[m.end() :]
     if file is None:
-        m = _PATH_RE.match(message)
         file = m.group(1) if m else (str(source) if source else "")
-        if m:
-            message = message[m.end() :]
-    elif message.startswith(f"{file}: "):
-        message = message[len(file) + 2 :]
     action = getattr(exc, "action", None)
     if action is None:
         parts = _ACTION_RE.split(message, maxsplit=1)

@@ -105,6 +105,7 @@ def test_missing_slice_rejected(tmp_path):
     (study / "Unknown Study/CT PLAIN/CT000025.dcm").unlink()
     row = only_row(run_volume(tmp_path, "ct", study, "CQ500-CT-7")[0])
     assert "not uniform" in row.reason and "CT000024.dcm" in row.reason and "CT000026.dcm" in row.reason
+    assert row.file.endswith("Unknown Study/CT PLAIN")  # the series to fix, not just the study
 
 
 def test_duplicate_positions_exact_copy_fixed_different_rejected(tmp_path):

@@ -971,7 +971,8 @@ def ingest_ct_study(
             for k, v in {**reasons, **failures}.items()
             if k in failures or not v.startswith("candidate")
         )
-        raise IngestError(f"{study}: no CT series could be ingested.\n{listing}")
+        # the file column names the best-ranked series that failed (the one a user would fix)
+        raise IngestError(f"{study}: no CT series could be ingested.\n{listing}", file=next(iter(failures)))
 
     rejected: dict[str, str] = {}
     for k in table["series_dir"].astype(str):
