@@ -35,7 +35,7 @@ rule tfrecords:
         "logs/benchmarks/tfrecords/{modality}_{split}.tsv"
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=1500,
         runtime=30,
     conda:
         "../envs/medcyclegan.yaml"
@@ -61,7 +61,7 @@ rule qc_slice_table:
         "logs/benchmarks/qc_slice_table/{modality}.tsv"
     threads: 1
     resources:
-        mem_mb=1000,
+        mem_mb=500,
         runtime=5,
     conda:
         "../envs/medcyclegan.yaml"
@@ -90,7 +90,7 @@ rule qc_preview:
         "logs/benchmarks/qc_preview/{modality}.tsv"
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=1500,
         runtime=5,
     conda:
         "../envs/medcyclegan.yaml"

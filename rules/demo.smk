@@ -19,7 +19,7 @@ rule demo_ct_study:
         "logs/benchmarks/demo_ct_study/{study}.tsv"
     threads: 1
     resources:
-        mem_mb=3000,
+        mem_mb=1500,
         runtime=15,
     conda:
         "../envs/medcyclegan.yaml"
@@ -42,7 +42,7 @@ rule demo_mr_session:
         "logs/benchmarks/demo_mr_session/{session}.tsv"
     threads: 1
     resources:
-        mem_mb=3000,
+        mem_mb=1500,
         runtime=15,
     conda:
         "../envs/medcyclegan.yaml"
@@ -65,7 +65,7 @@ rule demo_pet_session:
         "logs/benchmarks/demo_pet_session/{session}.tsv"
     threads: 1
     resources:
-        mem_mb=3000,
+        mem_mb=1500,
         runtime=15,
     conda:
         "../envs/medcyclegan.yaml"

@@ -18,7 +18,7 @@ rule ingest:
         "logs/benchmarks/ingest/{modality}/{volume}.tsv"
     threads: 2
     resources:
-        mem_mb=4000,
+        mem_mb=1500,
         runtime=20,
     conda:
         "../envs/medcyclegan.yaml"
@@ -44,7 +44,7 @@ rule preprocess_volume:
         "logs/benchmarks/preprocess_volume/{modality}/{volume}.tsv"
     threads: 1
     resources:
-        mem_mb=3000,
+        mem_mb=1000,
         runtime=20,
     conda:
         "../envs/medcyclegan.yaml"
@@ -70,7 +70,7 @@ rule ground_truth_slices:
         "logs/benchmarks/ground_truth_slices/{modality}/{volume}.tsv"
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=1500,
         runtime=10,
     conda:
         "../envs/medcyclegan.yaml"
