@@ -53,7 +53,7 @@ rule synthesize:
         "../envs/medcyclegan.yaml"
     threads: 2
     resources:
-        mem_mb=3000,
+        mem_mb=2000,
         runtime=15,
     params:
         batch_size=config["evaluation"]["batch_size"],
@@ -101,7 +101,7 @@ rule baseline_fit:
         "../envs/medcyclegan.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
+        mem_mb=1000,
         runtime=15,
     params:
         n_bins=config["evaluation"]["intensity_map_bins"],
@@ -131,7 +131,7 @@ rule evaluate_volume:
         "../envs/medcyclegan.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
+        mem_mb=1500,
         runtime=15,
     params:
         ct_mask=config["masking"]["ct"],
@@ -189,7 +189,7 @@ rule evaluation_figure:
         "../envs/medcyclegan.yaml"
     threads: 1
     resources:
-        mem_mb=1000,
+        mem_mb=500,
         runtime=5,
     params:
         max_subjects=config["evaluation"]["figure_subjects"],

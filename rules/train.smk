@@ -59,7 +59,7 @@ rule examples_grid:
         "logs/benchmarks/examples_grid/{task}.tsv"
     threads: 2
     resources:
-        mem_mb=2000,
+        mem_mb=1500,
         runtime=10,
     conda:
         "../envs/medcyclegan.yaml"
