@@ -52,14 +52,21 @@ def test_python_formatted_with_ruff():
     assert proc.returncode == 0, f"run `ruff format .`:\n{proc.stdout[-4000:]}{proc.stderr[-1000:]}"
 
 
-def test_readme_rule_graph_matches_the_workflow(tmp_path):
-    """docs/rulegraph.svg (shown in the README) has the rules and edges of today's rule graph."""
+def test_dag_target_and_readme_rule_graph(tmp_path):
+    """`snakemake dag` writes the rule graph as SVG and Mermaid, and docs/rulegraph.svg (shown in
+    the README) has the same rules and edges."""
     from medcyclegan.rulegraph import parse_dot, parse_svg, rulegraph_text
 
     assert "docs/rulegraph.svg" in (ROOT / "README.md").read_text()
     shutil.copy(ROOT / "config.yaml", tmp_path / "config.yaml")
-    nodes, edges = parse_dot(rulegraph_text(ROOT / "Snakefile", None, "all", "dot", workdir=tmp_path))
+    proc = _run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path), "-j1", "dag"])
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    nodes, edges = parse_svg((tmp_path / "results/dag/rulegraph.svg").read_text())
     assert {"all", "ingest", "preprocess_volume", "tfrecords", "train"} <= nodes
+    mermaid = (tmp_path / "results/dag/rulegraph.mmd").read_text()
+    assert "flowchart" in mermaid and all(f"[{n}]" in mermaid for n in nodes), mermaid[:500]
+    # the SVG is the rule graph Snakemake prints
+    assert parse_dot(rulegraph_text(ROOT / "Snakefile", None, "all", "dot", workdir=tmp_path)) == (nodes, edges)
     shown_nodes, shown_edges = parse_svg(README_GRAPH.read_text())
     assert (shown_nodes, shown_edges) == (nodes, edges), (
         f"docs/rulegraph.svg is out of date (rules missing: {sorted(nodes - shown_nodes)}, extra: "
