@@ -32,11 +32,11 @@ report: "report/workflow.rst"
 
 
 rule all:
+    default_target: True
     input:
         preprocessing_targets(),
         training_targets(),
         report_targets(),
-    default_target: True
 
 
 rule preprocess:

@@ -24,8 +24,11 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--model", required=True, help="exported model folder, e.g. results/mr2ct/model")
     pr.add_argument("--input", required=True, help="MR or PET NIfTI (.nii or .nii.gz); a dynamic 4D PET is summed")
     pr.add_argument("--output", required=True, help="synthetic CT NIfTI to write")
-    pr.add_argument("--preprocessing", default=None,
-                    help="preprocessing record JSON to use instead of MODEL/preprocessing.json (older models)")
+    pr.add_argument(
+        "--preprocessing",
+        default=None,
+        help="preprocessing record JSON to use instead of MODEL/preprocessing.json (older models)",
+    )
     pr.add_argument("--tracer", default=None, help="PET tracer when neither file name nor sidecar tells it (4D PET)")
     pr.add_argument("--batch-size", type=int, default=8, help="slices per generator call")
     pr.add_argument("--threads", type=int, default=None, help="CPU threads for TensorFlow")
@@ -34,8 +37,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if args.command == "predict":
         from .ingest import IngestError
         from .synthesis import predict
@@ -43,8 +45,14 @@ def main(argv=None) -> int:
 
         configure_tensorflow(args.threads)
         try:
-            info = predict(args.model, args.input, args.output, preprocessing=args.preprocessing,
-                           tracer=args.tracer, batch_size=args.batch_size)
+            info = predict(
+                args.model,
+                args.input,
+                args.output,
+                preprocessing=args.preprocessing,
+                tracer=args.tracer,
+                batch_size=args.batch_size,
+            )
         except (FileNotFoundError, IngestError, ValueError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2

@@ -123,10 +123,18 @@ def fit_baselines(src_npz_paths, ct_npz_paths, ground_truth_npz_paths=(), n_bins
         raise ValueError("no training input voxels to fit the intensity map on")
     x = np.concatenate(xs)
     # the unpaired map uses every training input's head voxels, paired or not
-    x_all = np.concatenate([d["images"][d["images"] > -1.0 + HEAD_EPS] for d in map(_load, src_npz_paths)
-                            if "rejected" not in d]) if gt_by_volume else x
-    ct = [to_physical(d["images"][d["images"] > -1.0 + HEAD_EPS], float(d["value_lo"]), float(d["value_hi"]))
-          for d in map(_load, ct_npz_paths) if "rejected" not in d]
+    x_all = (
+        np.concatenate(
+            [d["images"][d["images"] > -1.0 + HEAD_EPS] for d in map(_load, src_npz_paths) if "rejected" not in d]
+        )
+        if gt_by_volume
+        else x
+    )
+    ct = [
+        to_physical(d["images"][d["images"] > -1.0 + HEAD_EPS], float(d["value_lo"]), float(d["value_hi"]))
+        for d in map(_load, ct_npz_paths)
+        if "rejected" not in d
+    ]
     unpaired = fit_quantile(x_all, np.concatenate(ct))
     unpaired["n_subjects"] = len(src_npz_paths)
     if gt_by_volume:
@@ -134,15 +142,30 @@ def fit_baselines(src_npz_paths, ct_npz_paths, ground_truth_npz_paths=(), n_bins
         mapping["n_subjects"] = len(xs)
     else:
         mapping = dict(unpaired)
-    log.info("baselines: mean head CT %.1f HU (%d pixels); intensity map %s on %d subjects, %d knots", mean_hu, n_ct,
-             mapping["kind"], mapping["n_subjects"], len(mapping["x"]))
+    log.info(
+        "baselines: mean head CT %.1f HU (%d pixels); intensity map %s on %d subjects, %d knots",
+        mean_hu,
+        n_ct,
+        mapping["kind"],
+        mapping["n_subjects"],
+        len(mapping["x"]),
+    )
     return {
-        "mean_ct": {"hu": mean_hu, "n_pixels": n_ct,
-                    "doc": "one value, the mean HU of the CT training slices' head pixels, inside the input's head mask"},
-        "intensity_map": {**mapping, "doc": "baseline (b): piecewise-linear input -> HU map, paired fit when "
-                                            "the training subjects have a real CT, else histogram matching"},
-        "intensity_map_unpaired": {**unpaired, "doc": "histogram matching of training input and CT quantiles "
-                                                      "(needs no pairs: the unpaired model's own setting)"},
+        "mean_ct": {
+            "hu": mean_hu,
+            "n_pixels": n_ct,
+            "doc": "one value, the mean HU of the CT training slices' head pixels, inside the input's head mask",
+        },
+        "intensity_map": {
+            **mapping,
+            "doc": "baseline (b): piecewise-linear input -> HU map, paired fit when "
+            "the training subjects have a real CT, else histogram matching",
+        },
+        "intensity_map_unpaired": {
+            **unpaired,
+            "doc": "histogram matching of training input and CT quantiles "
+            "(needs no pairs: the unpaired model's own setting)",
+        },
     }
 
 

@@ -36,9 +36,12 @@ def _load_npz(path) -> dict:
 
 
 def _same_grid(a: sitk.Image, b: sitk.Image) -> bool:
-    return (a.GetSize() == b.GetSize() and np.allclose(a.GetOrigin(), b.GetOrigin(), atol=1e-3)
-            and np.allclose(a.GetSpacing(), b.GetSpacing(), atol=1e-5)
-            and np.allclose(a.GetDirection(), b.GetDirection(), atol=1e-5))
+    return (
+        a.GetSize() == b.GetSize()
+        and np.allclose(a.GetOrigin(), b.GetOrigin(), atol=1e-3)
+        and np.allclose(a.GetSpacing(), b.GetSpacing(), atol=1e-5)
+        and np.allclose(a.GetDirection(), b.GetDirection(), atol=1e-5)
+    )
 
 
 def _on_grid(path, ref: sitk.Image, default: float, interpolator=sitk.sitkLinear) -> sitk.Image:
@@ -57,14 +60,28 @@ def field_of_view(sliced: dict, canonical_like: sitk.Image) -> np.ndarray:
     k = np.asarray(sliced["slice"], np.int64)
     if k.size:
         size = int(sliced["images"].shape[-1])
-        fov[k] = place_window(np.ones((k.size, size, size), bool), tuple(int(v) for v in sliced["top_left"]),
-                              (ny, nx), False)
+        fov[k] = place_window(
+            np.ones((k.size, size, size), bool), tuple(int(v) for v in sliced["top_left"]), (ny, nx), False
+        )
     return fov
 
 
-def evaluate_volume(volume: str, sct_path, gt_ct_path, npz_path, canonical_mask_path, canonical_path, original_path,
-                    baselines_json, out_json, out_npz, *, gt_mask_path=None, ct_mask_cfg: dict,
-                    hu_range=metrics.HU_RANGE) -> dict:
+def evaluate_volume(
+    volume: str,
+    sct_path,
+    gt_ct_path,
+    npz_path,
+    canonical_mask_path,
+    canonical_path,
+    original_path,
+    baselines_json,
+    out_json,
+    out_npz,
+    *,
+    gt_mask_path=None,
+    ct_mask_cfg: dict,
+    hu_range=metrics.HU_RANGE,
+) -> dict:
     """Score the sCT and the baselines of one volume; write the JSON and the figure panel.
 
     A volume rejected upstream (bad input, see results/qc/rejected.csv) gets a JSON saying so.
@@ -86,8 +103,14 @@ def evaluate_volume(volume: str, sct_path, gt_ct_path, npz_path, canonical_mask_
         mask_source = "head mask of the real CT"
     canonical = sitk.ReadImage(str(canonical_path), sitk.sitkFloat32)
     fov_canonical = field_of_view(sliced, canonical)
-    fov = sitk.GetArrayFromImage(synthesis.to_reference(synthesis.as_image(fov_canonical.astype(np.float32), canonical),
-                                                        ref, 0, sitk.sitkNearestNeighbor)) > 0.5
+    fov = (
+        sitk.GetArrayFromImage(
+            synthesis.to_reference(
+                synthesis.as_image(fov_canonical.astype(np.float32), canonical), ref, 0, sitk.sitkNearestNeighbor
+            )
+        )
+        > 0.5
+    )
     mask = head & fov
     # baselines: built on the input's windows, then through exactly the model's path back to the grid
     in_mask = sitk.GetArrayFromImage(sitk.ReadImage(str(canonical_mask_path))) > 0
@@ -116,6 +139,7 @@ def evaluate_volume(volume: str, sct_path, gt_ct_path, npz_path, canonical_mask_
 
 def _write_panel(out_npz, volume, canonical, sliced, gt_img, sct_img, mask, ref, mae_hu) -> None:
     """One axial slice (canonical frame, model window) of input, real CT, sCT and the mask, for the figure."""
+
     def canon(img, default, interp=sitk.sitkLinear):
         return sitk.GetArrayFromImage(synthesis.to_reference(img, canonical, default, interp))
 
@@ -162,16 +186,23 @@ def metrics_table(eval_jsons, out_csv, out_json, *, task: str, model_manifest: d
             v = table[f"{m}_{k}"].astype(float) if len(table) else pd.Series(dtype=float)
             summary[m][k] = {"mean": _num(v.mean()), "std": _num(v.std(ddof=0))}
     if len(table):
-        stats = pd.DataFrame([{"volume": "mean", **table.drop(columns="volume").mean().to_dict()},
-                              {"volume": "std", **table.drop(columns="volume").std(ddof=0).to_dict()}])
+        stats = pd.DataFrame(
+            [
+                {"volume": "mean", **table.drop(columns="volume").mean().to_dict()},
+                {"volume": "std", **table.drop(columns="volume").std(ddof=0).to_dict()},
+            ]
+        )
         io.write_csv(out_csv, pd.concat([table, stats], ignore_index=True))
     else:
         io.write_csv(out_csv, pd.DataFrame(columns=["volume"]))
     model_mae = summary["model"]["mae_hu"]["mean"]
     beats = None
     if model_mae is not None:
-        beats = {b: bool(model_mae < summary[b]["mae_hu"]["mean"]) for b in METHODS[1:]
-                 if summary[b]["mae_hu"]["mean"] is not None}
+        beats = {
+            b: bool(model_mae < summary[b]["mae_hu"]["mean"])
+            for b in METHODS[1:]
+            if summary[b]["mae_hu"]["mean"] is not None
+        }
     result = {
         "task": task,
         "model_step": (model_manifest or {}).get("step"),
@@ -180,15 +211,17 @@ def metrics_table(eval_jsons, out_csv, out_json, *, task: str, model_manifest: d
             "mae_hu": "mean |real - synthetic| in HU over the evaluation mask, unclipped",
             "psnr_db": "10 log10(4024^2 / MSE) over the mask, both volumes clipped to [-1024, 3000] HU",
             "ssim": "scikit-image SSIM (7x7x7 uniform window, data range 4024) of both volumes clipped to "
-                    "[-1024, 3000], outside the mask set to -1024; map averaged over the mask (3-voxel border excluded)",
+            "[-1024, 3000], outside the mask set to -1024; map averaged over the mask (3-voxel border excluded)",
             "mask": "real CT head/body mask restricted to the synthesised slab (kept slices, 256x256 window)",
             "std": "population standard deviation over subjects (ddof=0)",
-            "methods": {"model": "synthetic CT of the trained generator",
-                        "mean_ct": "baseline (a): mean head HU of the CT training slices inside the input's head",
-                        "intensity_map": "baseline (b): piecewise-linear input intensity -> HU map fitted on the training "
-                                         "subjects' paired real CT (median HU per equal-count intensity bin)",
-                        "intensity_map_unpaired": "baseline (b'): input intensity quantiles -> CT HU quantiles of the "
-                                                  "training data (histogram matching, no pairs needed)"},
+            "methods": {
+                "model": "synthetic CT of the trained generator",
+                "mean_ct": "baseline (a): mean head HU of the CT training slices inside the input's head",
+                "intensity_map": "baseline (b): piecewise-linear input intensity -> HU map fitted on the training "
+                "subjects' paired real CT (median HU per equal-count intensity bin)",
+                "intensity_map_unpaired": "baseline (b'): input intensity quantiles -> CT HU quantiles of the "
+                "training data (histogram matching, no pairs needed)",
+            },
         },
         "summary": summary,
         "model_beats_baseline_mae": beats,
@@ -197,8 +230,14 @@ def metrics_table(eval_jsons, out_csv, out_json, *, task: str, model_manifest: d
     }
     io.write_json(out_json, result)
     if model_mae is not None:
-        log.info("%s: MAE model %.1f, mean_ct %.1f, intensity_map %.1f HU over %d subjects", task, model_mae,
-                 summary["mean_ct"]["mae_hu"]["mean"], summary["intensity_map"]["mae_hu"]["mean"], len(table))
+        log.info(
+            "%s: MAE model %.1f, mean_ct %.1f, intensity_map %.1f HU over %d subjects",
+            task,
+            model_mae,
+            summary["mean_ct"]["mae_hu"]["mean"],
+            summary["intensity_map"]["mae_hu"]["mean"],
+            len(table),
+        )
     return result
 
 
@@ -207,8 +246,9 @@ def _num(v):
     return v if np.isfinite(v) else None
 
 
-def evaluation_figure(panel_npzs, out_png, *, task: str, hu_window=(-200.0, 1500.0), max_subjects: int = 4,
-                      dpi: int = 100) -> None:
+def evaluation_figure(
+    panel_npzs, out_png, *, task: str, hu_window=(-200.0, 1500.0), max_subjects: int = 4, dpi: int = 100
+) -> None:
     """Rows = test subjects: input, real CT, synthetic CT, |difference| in the mask (MAE in the title).
 
     Rows are labelled ``test subject 1..n``: no subject id reaches the picture.
@@ -238,8 +278,9 @@ def evaluation_figure(panel_npzs, out_png, *, task: str, hu_window=(-200.0, 1500
         fig.colorbar(im, ax=axes[i, 3], fraction=0.046, pad=0.02, label="HU")
     if not panels:
         axes[0, 0].text(0.5, 0.5, "no test subject with a paired CT", ha="center", va="center")
-    fig.suptitle(f"{task}: one axial slice per test subject (CT window [{hu_window[0]:g}, {hu_window[1]:g}] HU)",
-                 fontsize=11)
+    fig.suptitle(
+        f"{task}: one axial slice per test subject (CT window [{hu_window[0]:g}, {hu_window[1]:g}] HU)", fontsize=11
+    )
     fig.tight_layout()
     with io.atomic_path(out_png) as tmp:
         fig.savefig(tmp, dpi=dpi, format="png")

@@ -66,6 +66,7 @@ def scan_tfrecord(tfrecord) -> dict:
     from .tfrecords import read_dataset
 
     out: dict = {}
+
     def keys(e):
         return e["volume"], e["slice"]
 
@@ -225,7 +226,9 @@ def examples_grid(model_dir, src_test, ct_test, out_png, examples: dict, ground_
     if not picks:
         raise ValueError(f"no test slices in {src_test}")
     recs = read_selected(src_test, picks)
-    gt_files = {Path(p).name[: -len(".npz")]: p for p in ground_truth_npz} if examples.get("show_ground_truth", True) else {}
+    gt_files = (
+        {Path(p).name[: -len(".npz")]: p for p in ground_truth_npz} if examples.get("show_ground_truth", True) else {}
+    )
     rows = 3 if any(v in gt_files for v, _ in picks) else 2
     ct_picks = select_slices(scan_tfrecord(ct_test), rows, frac)
     ct_recs = read_selected(ct_test, ct_picks)
@@ -235,6 +238,7 @@ def examples_grid(model_dir, src_test, ct_test, out_png, examples: dict, ground_
     x = np.stack([recs[p]["image"] for p in picks])[..., None]
     y = gen(x)[..., 0]
     generated = [to_physical(y[i], lo_ct, hi_ct) for i in range(len(picks))]
+
     def name(rec):
         sub, vol = rec["subject"], rec["volume"]
         return vol if sub == vol or sub in vol else f"{sub} / {vol}"

@@ -44,7 +44,14 @@ def anti_alias(img: sitk.Image, out_spacing) -> sitk.Image:
     return sitk.SmoothingRecursiveGaussian(img, [float(s) for s in np.maximum(sigma, 1e-3)])
 
 
-def to_canonical(img: sitk.Image, spacing_mm=(1.0, 1.0, 1.0), *, default_value: float = 0.0, interpolator=sitk.sitkLinear, reference: sitk.Image | None = None) -> sitk.Image:
+def to_canonical(
+    img: sitk.Image,
+    spacing_mm=(1.0, 1.0, 1.0),
+    *,
+    default_value: float = 0.0,
+    interpolator=sitk.sitkLinear,
+    reference: sitk.Image | None = None,
+) -> sitk.Image:
     """Resample ``img`` onto an identity-direction grid covering its whole extent.
 
     ``reference`` (another canonical image) forces that exact grid instead, e.g. to bring a

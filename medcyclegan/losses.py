@@ -99,7 +99,9 @@ class VGGLoss:
     caffe-style input (0..255, BGR mean subtracted).
     """
 
-    def __init__(self, weights_path: str, image_size: int, content_layers=VGG_CONTENT_LAYERS, style_layers=VGG_STYLE_LAYERS):
+    def __init__(
+        self, weights_path: str, image_size: int, content_layers=VGG_CONTENT_LAYERS, style_layers=VGG_STYLE_LAYERS
+    ):
         import keras
 
         path = check_vgg_weights(weights_path)

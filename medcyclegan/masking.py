@@ -27,7 +27,7 @@ class MaskParams:
     min_component_fraction: float = 0.0
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "MaskParams":
+    def from_config(cls, cfg: dict) -> MaskParams:
         return cls(**cfg)
 
 
@@ -98,7 +98,11 @@ def head_mask(volume: np.ndarray, spacing_zyx, params: MaskParams) -> tuple[np.n
     counts = np.bincount(labels.ravel())
     counts[0] = 0
     largest = counts.max()
-    keep = np.flatnonzero(counts >= max(largest * params.min_component_fraction, 1)) if params.min_component_fraction > 0 else [counts.argmax()]
+    keep = (
+        np.flatnonzero(counts >= max(largest * params.min_component_fraction, 1))
+        if params.min_component_fraction > 0
+        else [counts.argmax()]
+    )
     mask = _dilate(np.isin(labels, keep), params.opening_radius_mm, spacing) & filled
     mask = _erode(_dilate(mask, params.closing_radius_mm, spacing), params.closing_radius_mm, spacing)
     mask = fill_holes_axial(mask)

@@ -85,8 +85,10 @@ def ssim(ct, sct, mask, hu_range=HU_RANGE, win_size: int = SSIM_WIN) -> float:
     # Same value, less work: only the mask's bounding box plus two half-windows matters (the window
     # of every mask voxel, and the filter's edge handling for those windows, stay inside it). The
     # box is at least win_size long on every axis since the volume is.
-    box = tuple(slice(max(int(i.min()) - 2 * pad, 0), min(int(i.max()) + 2 * pad + 1, n))
-                for i, n in zip(np.nonzero(mask), mask.shape))
+    box = tuple(
+        slice(max(int(i.min()) - 2 * pad, 0), min(int(i.max()) + 2 * pad + 1, n))
+        for i, n in zip(np.nonzero(mask), mask.shape)
+    )
     # mask voxels within `pad` of the volume's own border are left out, as scikit-image's mean does
     keep = np.zeros(mask.shape, bool)
     keep[tuple(slice(pad, n - pad) for n in mask.shape)] = True

@@ -165,7 +165,9 @@ def patchgan(
     if n_layers < 1:
         raise ValueError(f"discriminator n_layers must be >= 1, got {n_layers}")
     if image_size % (2**n_layers) != 0:
-        raise ValueError(f"discriminator with {n_layers} stride-2 layers needs an image size divisible by {2**n_layers}")
+        raise ValueError(
+            f"discriminator with {n_layers} stride-2 layers needs an image size divisible by {2**n_layers}"
+        )
     norm_layer(norm)
     inp = keras.Input((image_size, image_size, channels), name=f"{name}_input")
     x = inp

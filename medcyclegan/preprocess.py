@@ -60,7 +60,9 @@ def intensity_window(modality: str, values_in_mask: np.ndarray, cfg: dict) -> tu
     return intensity.percentile_window(values_in_mask, cfg[f"{modality}_percentiles"])
 
 
-def preprocess_volume(img: sitk.Image, *, modality: str, volume: str, subject: str, mask_cfg: dict, slicing_cfg: dict, intensity_cfg: dict) -> SliceSet:
+def preprocess_volume(
+    img: sitk.Image, *, modality: str, volume: str, subject: str, mask_cfg: dict, slicing_cfg: dict, intensity_cfg: dict
+) -> SliceSet:
     """Mask the head, drop useless slices, cut a head-centred window and scale to [-1, 1]."""
     if not is_canonical(img):
         raise ValueError(f"{volume}: volume is not on the canonical grid; resample with geometry.to_canonical first")
@@ -68,7 +70,13 @@ def preprocess_volume(img: sitk.Image, *, modality: str, volume: str, subject: s
     sx, sy, sz = img.GetSpacing()
     spacing_zyx = (sz, sy, sx)
     mask, mask_info = head_mask(arr, spacing_zyx, MaskParams.from_config(mask_cfg))
-    table = slice_table(mask, spacing_zyx, min_head_area_mm2=slicing_cfg["min_head_area_mm2"], min_head_fraction_of_max=slicing_cfg["min_head_fraction_of_max"], max_depth_below_vertex_mm=slicing_cfg.get("max_depth_below_vertex_mm"))
+    table = slice_table(
+        mask,
+        spacing_zyx,
+        min_head_area_mm2=slicing_cfg["min_head_area_mm2"],
+        min_head_fraction_of_max=slicing_cfg["min_head_fraction_of_max"],
+        max_depth_below_vertex_mm=slicing_cfg.get("max_depth_below_vertex_mm"),
+    )
     kept = table.loc[table.kept, "slice"].to_numpy(dtype=np.int64)
     size = int(slicing_cfg["size"])
     bg = BACKGROUND[modality]
@@ -109,7 +117,9 @@ def mask_image(mask: np.ndarray, like: sitk.Image) -> sitk.Image:
     return out
 
 
-def ground_truth_slices(gt_ct: sitk.Image, canonical_input: sitk.Image, slices: np.ndarray, top_left, size: int, ct_mask_cfg: dict) -> dict:
+def ground_truth_slices(
+    gt_ct: sitk.Image, canonical_input: sitk.Image, slices: np.ndarray, top_left, size: int, ct_mask_cfg: dict
+) -> dict:
     """The true CT (HU) on exactly the input's canonical grid, slices and window.
 
     The demo keeps each MR/PET subject's real CT; this puts it in the same frame as the

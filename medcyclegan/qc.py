@@ -46,7 +46,10 @@ def preview_figure(modality: str, items: list[dict], n_slices: int):
         k = int(item["slice"][i])
         raw = item["raw"][k]
         mask = item["mask"][k]
-        window = RAW_DISPLAY.get(modality) or (0.0, float(np.percentile(item["raw"][item["mask"]], 99.5)) if item["mask"].any() else 1.0)
+        window = RAW_DISPLAY.get(modality) or (
+            0.0,
+            float(np.percentile(item["raw"][item["mask"]], 99.5)) if item["mask"].any() else 1.0,
+        )
         axes[r, 0].imshow(raw, cmap="gray", vmin=window[0], vmax=window[1])
         axes[r, 0].set_ylabel(f"{item['volume']}\nslice {k}", fontsize=8)
         axes[r, 1].imshow(raw, cmap="gray", vmin=window[0], vmax=window[1])
@@ -58,6 +61,9 @@ def preview_figure(modality: str, items: list[dict], n_slices: int):
     unit = "HU" if modality == "ct" else "a.u."
     window = RAW_DISPLAY.get(modality)
     window_text = f"[{window[0]:g}, {window[1]:g}] {unit}" if window else "0 to in-mask p99.5"
-    fig.suptitle(f"{modality.upper()} preprocessing QC; raw display window {window_text}; anterior up, patient right on image left", fontsize=9)
+    fig.suptitle(
+        f"{modality.upper()} preprocessing QC; raw display window {window_text}; anterior up, patient right on image left",
+        fontsize=9,
+    )
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / (3 * n)))
     return fig

@@ -6,7 +6,14 @@ import numpy as np
 import pandas as pd
 
 
-def slice_table(mask: np.ndarray, spacing_zyx, *, min_head_area_mm2: float, min_head_fraction_of_max: float, max_depth_below_vertex_mm: float | None = None) -> pd.DataFrame:
+def slice_table(
+    mask: np.ndarray,
+    spacing_zyx,
+    *,
+    min_head_area_mm2: float,
+    min_head_fraction_of_max: float,
+    max_depth_below_vertex_mm: float | None = None,
+) -> pd.DataFrame:
     """One row per axial slice: head area, depth below the top of the head, kept or not and why.
 
     Canonical volumes run inferior -> superior, so the vertex is the highest slice with head in
@@ -29,10 +36,20 @@ def slice_table(mask: np.ndarray, spacing_zyx, *, min_head_area_mm2: float, min_
         elif area < min_head_fraction_of_max * largest:
             reason = f"head area {area:.0f} mm2 < {min_head_fraction_of_max:g} x largest ({largest:.0f} mm2)"
         elif max_depth_below_vertex_mm is not None and depth > max_depth_below_vertex_mm:
-            reason = f"{depth:.0f} mm below the top of the head > max_depth_below_vertex_mm {max_depth_below_vertex_mm:g}"
+            reason = (
+                f"{depth:.0f} mm below the top of the head > max_depth_below_vertex_mm {max_depth_below_vertex_mm:g}"
+            )
         else:
             reason = ""
-        rows.append({"slice": k, "head_area_mm2": round(float(area), 1), "depth_below_vertex_mm": round(depth, 1), "kept": reason == "", "reason": reason})
+        rows.append(
+            {
+                "slice": k,
+                "head_area_mm2": round(float(area), 1),
+                "depth_below_vertex_mm": round(depth, 1),
+                "kept": reason == "",
+                "reason": reason,
+            }
+        )
     return pd.DataFrame(rows, columns=["slice", "head_area_mm2", "depth_below_vertex_mm", "kept", "reason"])
 
 

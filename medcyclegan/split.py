@@ -31,7 +31,9 @@ def assign_split(volume_ids, *, seed: int, test_fraction: float) -> pd.DataFrame
     volumes = sorted(set(volume_ids))
     subjects = sorted({subject_of(v) for v in volumes}, key=lambda s: subject_rank_key(s, seed))
     test = set(subjects[: n_test_subjects(len(subjects), test_fraction)])
-    rows = [{"volume": v, "subject": subject_of(v), "split": "test" if subject_of(v) in test else "train"} for v in volumes]
+    rows = [
+        {"volume": v, "subject": subject_of(v), "split": "test" if subject_of(v) in test else "train"} for v in volumes
+    ]
     return pd.DataFrame(rows, columns=["volume", "subject", "split"])
 
 

@@ -41,8 +41,10 @@ CT_BACKGROUND = BACKGROUND["ct"]
 
 # ----------------------------------------------------------------------------- preprocessing record
 
-def preprocessing_record(modality: str, *, spacing_mm, mask_cfg: dict, slicing_cfg: dict, intensity_cfg: dict,
-                         pet: dict | None = None) -> dict:
+
+def preprocessing_record(
+    modality: str, *, spacing_mm, mask_cfg: dict, slicing_cfg: dict, intensity_cfg: dict, pet: dict | None = None
+) -> dict:
     """The settings that turned a raw ``modality`` volume into training slices (JSON-ready)."""
     if modality not in ("mr", "pet"):
         raise ValueError(f"synthesis input must be mr or pet, got {modality!r}")
@@ -67,7 +69,11 @@ def write_preprocessing(model_dir, record: dict) -> Path:
 def load_preprocessing(model_dir, override=None) -> dict:
     """The model's preprocessing record: ``override`` if given, else ``model_dir/preprocessing.json``,
     else the workflow's ``results/{task}/preprocessing.json`` next to ``model_dir``."""
-    candidates = [Path(override)] if override else [Path(model_dir) / PREPROCESSING_FILE, Path(model_dir).parent / PREPROCESSING_FILE]
+    candidates = (
+        [Path(override)]
+        if override
+        else [Path(model_dir) / PREPROCESSING_FILE, Path(model_dir).parent / PREPROCESSING_FILE]
+    )
     for path in candidates:
         if path.is_file():
             return json.loads(path.read_text())
@@ -79,6 +85,7 @@ def load_preprocessing(model_dir, override=None) -> dict:
 
 
 # ----------------------------------------------------------------------------- geometry
+
 
 def reference_grid(path) -> sitk.Image:
     """An empty 3D image with exactly the voxel grid of the NIfTI at ``path`` (first 3 axes).
@@ -144,6 +151,7 @@ def write_like(path, image: sitk.Image, original_path, dtype=np.int16) -> None:
 
 # ----------------------------------------------------------------------------- synthesis
 
+
 def translate(generator, images: np.ndarray, ct_value_range, batch_size: int = 8) -> np.ndarray:
     """[n, H, W] source slices in [-1, 1] -> [n, H, W] synthetic CT in HU."""
     images = np.asarray(images, np.float32)
@@ -154,8 +162,9 @@ def translate(generator, images: np.ndarray, ct_value_range, batch_size: int = 8
     return to_physical(np.clip(out, -1.0, 1.0), lo, hi)
 
 
-def canonical_volume(windows_hu: np.ndarray, slices, top_left, canonical_shape, head_mask=None,
-                     background: float = CT_BACKGROUND) -> np.ndarray:
+def canonical_volume(
+    windows_hu: np.ndarray, slices, top_left, canonical_shape, head_mask=None, background: float = CT_BACKGROUND
+) -> np.ndarray:
     """Stack translated windows back into the canonical [z, y, x] array (undo the pad/crop).
 
     Slices not in ``slices`` (dropped by the useful-slice filter) and voxels outside
@@ -165,7 +174,9 @@ def canonical_volume(windows_hu: np.ndarray, slices, top_left, canonical_shape, 
     vol = np.full((nz, ny, nx), background, dtype=np.float32)
     slices = np.asarray(slices, dtype=np.int64)
     if slices.size:
-        vol[slices] = place_window(np.asarray(windows_hu, np.float32), tuple(int(v) for v in top_left), (ny, nx), background)
+        vol[slices] = place_window(
+            np.asarray(windows_hu, np.float32), tuple(int(v) for v in top_left), (ny, nx), background
+        )
     if head_mask is not None:
         vol[~np.asarray(head_mask, bool)] = background
     return vol
@@ -177,8 +188,9 @@ def as_image(array: np.ndarray, like: sitk.Image) -> sitk.Image:
     return img
 
 
-def write_synthetic_ct(canonical_hu: np.ndarray, canonical_like: sitk.Image, original_path, out_path,
-                       hu_range=(CT_BACKGROUND, 3000.0)) -> sitk.Image:
+def write_synthetic_ct(
+    canonical_hu: np.ndarray, canonical_like: sitk.Image, original_path, out_path, hu_range=(CT_BACKGROUND, 3000.0)
+) -> sitk.Image:
     """Canonical HU array -> the original file's grid -> ``out_path`` (int16 HU); returns the image.
 
     Clamped to ``hu_range`` after resampling: the anti-aliasing filter rings by a few HU at the
@@ -191,16 +203,31 @@ def write_synthetic_ct(canonical_hu: np.ndarray, canonical_like: sitk.Image, ori
     return out
 
 
-def synthesize_preprocessed(generator, ct_value_range, sliced: dict, canonical_like: sitk.Image, head_mask,
-                            original_path, out_path, batch_size: int = 8) -> dict:
+def synthesize_preprocessed(
+    generator,
+    ct_value_range,
+    sliced: dict,
+    canonical_like: sitk.Image,
+    head_mask,
+    original_path,
+    out_path,
+    batch_size: int = 8,
+) -> dict:
     """sCT for a volume the workflow already preprocessed (``sliced``: its slices .npz arrays)."""
     hu = translate(generator, sliced["images"], ct_value_range, batch_size)
     vol = canonical_volume(hu, sliced["slice"], sliced["top_left"], canonical_like.GetSize()[::-1], head_mask)
     write_synthetic_ct(vol, canonical_like, original_path, out_path, ct_value_range)
-    info = {"n_slices_translated": int(len(sliced["slice"])), "n_canonical_slices": int(canonical_like.GetSize()[2]),
-            "ct_value_range": [float(v) for v in ct_value_range]}
-    log.info("%s: %d of %d canonical slices translated, written on the grid of the input file", out_path,
-             info["n_slices_translated"], info["n_canonical_slices"])
+    info = {
+        "n_slices_translated": int(len(sliced["slice"])),
+        "n_canonical_slices": int(canonical_like.GetSize()[2]),
+        "ct_value_range": [float(v) for v in ct_value_range],
+    }
+    log.info(
+        "%s: %d of %d canonical slices translated, written on the grid of the input file",
+        out_path,
+        info["n_slices_translated"],
+        info["n_canonical_slices"],
+    )
     return info
 
 
@@ -218,15 +245,29 @@ def read_input(path, modality: str, pet: dict | None = None, tracer: str | None 
         sidecar = oasis.load_sidecar(side)
         tracer = tracer or pet_ingest.tracer_of(Path(path).parent.name, sidecar, filename=Path(path).name)
         pet = pet or {}
-        img, info = pet_ingest.sum_pet(path, sidecar, tracer, pet.get("windows_min"),
-                                       pet.get("fallback_frames", [-4, None]), pet.get("min_window_coverage", 0.5))
+        img, info = pet_ingest.sum_pet(
+            path,
+            sidecar,
+            tracer,
+            pet.get("windows_min"),
+            pet.get("fallback_frames", [-4, None]),
+            pet.get("min_window_coverage", 0.5),
+        )
         log.info("%s: dynamic PET, %s", path, info["rule"])
         return img
     return oasis.read_nifti_3d(path)
 
 
-def predict(model_dir, input_path, output_path, *, preprocessing=None, tracer: str | None = None,
-            batch_size: int = 8, generator=None) -> dict:
+def predict(
+    model_dir,
+    input_path,
+    output_path,
+    *,
+    preprocessing=None,
+    tracer: str | None = None,
+    batch_size: int = 8,
+    generator=None,
+) -> dict:
     """Bring your own volume: preprocess ``input_path`` as training data were, translate, write sCT.
 
     ``preprocessing``: path of a record to use instead of ``model_dir/preprocessing.json``.
@@ -243,15 +284,23 @@ def predict(model_dir, input_path, output_path, *, preprocessing=None, tracer: s
     img = read_input(input_path, modality, record.get("pet"), tracer)
     canonical = to_canonical(img, record["spacing_mm"], default_value=BACKGROUND[modality])
     name = Path(str(input_path)).name.split(".")[0] or "input"
-    sliced = preprocess_volume(canonical, modality=modality, volume=name, subject=name, mask_cfg=record["masking"],
-                               slicing_cfg=record["slicing"], intensity_cfg=record["intensity"])
+    sliced = preprocess_volume(
+        canonical,
+        modality=modality,
+        volume=name,
+        subject=name,
+        mask_cfg=record["masking"],
+        slicing_cfg=record["slicing"],
+        intensity_cfg=record["intensity"],
+    )
     if len(sliced.slices) == 0:
         raise ValueError(f"{input_path}: no useful axial slice (no head found with the model's masking settings)")
     if generator is None:
         generator = load_generator(generator_path(model_dir, "to_ct"))
     arrays = {"images": sliced.images, "slice": sliced.slices, "top_left": np.array(sliced.top_left)}
-    info = synthesize_preprocessed(generator, manifest["ct_value_range"], arrays, canonical, sliced.mask,
-                                   input_path, output_path, batch_size)
+    info = synthesize_preprocessed(
+        generator, manifest["ct_value_range"], arrays, canonical, sliced.mask, input_path, output_path, batch_size
+    )
     return {"task": manifest["task"], "model_step": manifest.get("step"), "modality": modality, **info}
 
 
@@ -266,8 +315,9 @@ def original_input(info_json, source) -> Path:
     return source / rel
 
 
-def synthesize_job(model_dir, npz_path, mask_path, canonical_path, info_json, source, out_path,
-                   batch_size: int = 8) -> dict:
+def synthesize_job(
+    model_dir, npz_path, mask_path, canonical_path, info_json, source, out_path, batch_size: int = 8
+) -> dict:
     """Workflow job: sCT of one preprocessed test volume, on its original file's grid."""
     from .training import generator_path, load_generator, load_manifest
 
@@ -284,5 +334,6 @@ def synthesize_job(model_dir, npz_path, mask_path, canonical_path, info_json, so
     head = sitk.GetArrayFromImage(sitk.ReadImage(str(mask_path))) > 0
     original = original_input(info_json, source)
     gen = load_generator(generator_path(model_dir, "to_ct"))
-    return synthesize_preprocessed(gen, manifest["ct_value_range"], sliced, canonical, head, original, out_path,
-                                   batch_size)
+    return synthesize_preprocessed(
+        gen, manifest["ct_value_range"], sliced, canonical, head, original, out_path, batch_size
+    )

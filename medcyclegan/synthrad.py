@@ -51,8 +51,12 @@ def ingest(source, modality: str):
     if modality not in ("mr", "ct"):
         raise ValueError(f"SynthRAD2023 Task 1 holds MR and CT, not {modality}")
     img = read_nifti_3d(Path(source) / FILES[modality])
-    info = {"dataset": "SynthRAD2023 Task1 brain", "modality": modality.upper(), "file": FILES[modality],
-            **geometry_info(img)}
+    info = {
+        "dataset": "SynthRAD2023 Task1 brain",
+        "modality": modality.upper(),
+        "file": FILES[modality],
+        **geometry_info(img),
+    }
     return img, info
 
 

@@ -28,8 +28,8 @@ Physical value = ``value_lo + (image + 1) / 2 * (value_hi - value_lo)``.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -64,7 +64,9 @@ def slice_example(image: np.ndarray, meta: Mapping) -> bytes:
         raise ValueError(f"slice must be 2D, got shape {image.shape}")
 
     def b(v):
-        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[str(v).encode() if not isinstance(v, bytes) else v]))
+        return tf.train.Feature(
+            bytes_list=tf.train.BytesList(value=[str(v).encode() if not isinstance(v, bytes) else v])
+        )
 
     def i(v):
         return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(x) for x in np.atleast_1d(v)]))

@@ -42,6 +42,7 @@ NON_TRAINING_KEYS = ("examples", "mem_mb", "runtime_min", "tasks")
 
 # ----------------------------------------------------------------------------- configuration
 
+
 def training_schema() -> dict:
     """The ``training`` sub-schema of the packaged config schema."""
     import yaml
@@ -99,7 +100,9 @@ def task_config(training: dict, task: str) -> dict:
         jsonschema.validate(merged, schema)
     except jsonschema.ValidationError as e:
         key = ".".join(str(p) for p in e.absolute_path)
-        where = f"training.tasks.{task}.{key}" if e.absolute_path and e.absolute_path[0] in overrides else f"training.{key}"
+        where = (
+            f"training.tasks.{task}.{key}" if e.absolute_path and e.absolute_path[0] in overrides else f"training.{key}"
+        )
         raise ValueError(f"invalid training config for task {task}: {where}: {e.message}") from None
     check_config(merged)
     return merged
@@ -111,7 +114,9 @@ def check_config(cfg: dict) -> None:
 
     check_unet_geometry(cfg["image_size"], cfg["unet_depth"])
     if cfg["image_size"] % (2 ** cfg["disc_layers"]):
-        raise ValueError(f"training.disc_layers = {cfg['disc_layers']} needs image_size divisible by {2 ** cfg['disc_layers']}")
+        raise ValueError(
+            f"training.disc_layers = {cfg['disc_layers']} needs image_size divisible by {2 ** cfg['disc_layers']}"
+        )
     if cfg["lr_decay_steps"] > cfg["steps"]:
         raise ValueError(f"training.lr_decay_steps ({cfg['lr_decay_steps']}) > training.steps ({cfg['steps']})")
 
@@ -182,8 +187,16 @@ def prepare_checkpoint_dir(checkpoint_dir, fingerprint: dict) -> Path:
                     for k in set(old.get("config", {})) | set(fingerprint["config"])
                     if old.get("config", {}).get(k) != fingerprint["config"].get(k)
                 )
-                changed += [f"input data ({k})" for k in fingerprint["data"] if old.get("data", {}).get(k) != fingerprint["data"][k]]
-                changed += [f"code ({k})" for k in fingerprint.get("code", {}) if old.get("code", {}).get(k) != fingerprint["code"][k]]
+                changed += [
+                    f"input data ({k})"
+                    for k in fingerprint["data"]
+                    if old.get("data", {}).get(k) != fingerprint["data"][k]
+                ]
+                changed += [
+                    f"code ({k})"
+                    for k in fingerprint.get("code", {})
+                    if old.get("code", {}).get(k) != fingerprint["code"][k]
+                ]
             backup = ckdir.with_name(ckdir.name + ".previous")
             log.warning(
                 "checkpoints in %s belong to a different training setup (changed: %s); moving them to %s "
@@ -204,6 +217,7 @@ def prepare_checkpoint_dir(checkpoint_dir, fingerprint: dict) -> Path:
 
 
 # ----------------------------------------------------------------------------- input pipeline
+
 
 def make_dataset(path, cfg: dict, seed: int):
     """Endless, shuffled, augmented batches [B, S, S, 1] of one domain's training slices.
@@ -249,6 +263,7 @@ def unpaired_dataset(src_path, ct_path, cfg: dict, seed: int):
 
 
 # ----------------------------------------------------------------------------- trainer
+
 
 class CycleGANTrainer:
     """The four networks, two optimisers, two image pools and the train step.
@@ -453,6 +468,7 @@ class CycleGANTrainer:
 
 # ----------------------------------------------------------------------------- export / load
 
+
 def export_generator(model, path, image_size: int) -> None:
     """Write ``model`` as a TF SavedModel with endpoint ``serve``.
 
@@ -498,8 +514,9 @@ def export_generator(model, path, image_size: int) -> None:
     os.replace(tmp, path)
 
 
-def export_models(g_src2ct, g_ct2src, model_dir, task: str, image_size: int, step: int, ct_value_range,
-                  fingerprint: str = "") -> dict:
+def export_models(
+    g_src2ct, g_ct2src, model_dir, task: str, image_size: int, step: int, ct_value_range, fingerprint: str = ""
+) -> dict:
     """Export both generators to ``model_dir/{src}2ct`` and ``model_dir/ct2{src}`` plus ``manifest.json``."""
     src = TASKS[task]
     model_dir = Path(model_dir)
@@ -560,6 +577,7 @@ def generator_path(model_dir, direction: str) -> Path:
 
 # ----------------------------------------------------------------------------- the run
 
+
 def configure_tensorflow(threads: int | None = None) -> list:
     """Set CPU thread pools (before any op runs) and GPU memory growth; return the GPUs seen."""
     import tensorflow as tf
@@ -604,7 +622,9 @@ def tb_images(tag: str, images, step: int, max_outputs: int = 3) -> None:
     """TensorBoard images from float [B, H, W, 1] in [0, 1] (same format as ``tf.summary.image``)."""
     import tensorflow as tf
 
-    images = tf.image.convert_image_dtype(tf.clip_by_value(tf.cast(images[:max_outputs], tf.float32), 0.0, 1.0), tf.uint8)
+    images = tf.image.convert_image_dtype(
+        tf.clip_by_value(tf.cast(images[:max_outputs], tf.float32), 0.0, 1.0), tf.uint8
+    )
     pngs = tf.map_fn(tf.image.encode_png, images, fn_output_signature=tf.string)
     dims = tf.strings.as_string(tf.shape(images)[1:3])
     tensor = tf.concat([tf.stack([dims[1], dims[0]]), pngs], axis=0)  # width, height, png...
@@ -654,14 +674,20 @@ def run_training(
     ``stop_after``: end the run after that many steps *without* a final checkpoint or export
     (simulates a killed job; for tests). ``cfg`` is a merged per-task config (:func:`task_config`).
     """
-    import tensorflow as tf
     import keras
+    import tensorflow as tf
 
     gpus = configure_tensorflow(threads)
     src = TASKS[task]
     cfg = dict(cfg)
-    log.info("task %s: %s <-> ct; TensorFlow %s, Keras %s; GPUs: %s", task, src, tf.__version__, keras.__version__,
-             [g.name for g in gpus] or "none (CPU)")
+    log.info(
+        "task %s: %s <-> ct; TensorFlow %s, Keras %s; GPUs: %s",
+        task,
+        src,
+        tf.__version__,
+        keras.__version__,
+        [g.name for g in gpus] or "none (CPU)",
+    )
     keras.utils.set_random_seed(int(cfg["seed"]))
     trainer = CycleGANTrainer(cfg)
     fp = run_fingerprint(cfg, {"src_train": src_train, "ct_train": ct_train}, trainer.architecture_hash())
@@ -676,8 +702,15 @@ def run_training(
         log.info("no checkpoint in %s: starting from step 0 (fingerprint %s)", ckdir, fp["fingerprint"])
     total = int(cfg["steps"])
     n_params = {k: int(m.count_params()) for k, m in trainer.models.items()}
-    log.info("parameters: %s; image %dx%d, batch %d, %d steps, precision %s", n_params, cfg["image_size"],
-             cfg["image_size"], cfg["batch_size"], total, trainer.policy)
+    log.info(
+        "parameters: %s; image %dx%d, batch %d, %d steps, precision %s",
+        n_params,
+        cfg["image_size"],
+        cfg["image_size"],
+        cfg["batch_size"],
+        total,
+        trainer.policy,
+    )
 
     writer = tf.summary.create_file_writer(str(tensorboard_dir)) if tensorboard_dir else None
     # a resumed run reshuffles with a different seed instead of replaying the first steps' order
@@ -717,7 +750,9 @@ def run_training(
             rate = n_window / max(time.perf_counter() - t_window, 1e-9) if n_window else float("nan")
             lr = trainer.learning_rate()
             eta = (total - step) / rate if rate and np.isfinite(rate) and rate > 0 else float("nan")
-            log.info("step %d/%d %s lr=%.3g %.2f steps/s eta %.0f s", step, total, _fmt_losses(mean, src), lr, rate, eta)
+            log.info(
+                "step %d/%d %s lr=%.3g %.2f steps/s eta %.0f s", step, total, _fmt_losses(mean, src), lr, rate, eta
+            )
             if writer is not None:
                 with writer.as_default():
                     for k, v in mean.items():
@@ -750,8 +785,9 @@ def run_training(
 
     lo, hi = _ct_value_range(ct_train)
     t_exp = time.perf_counter()
-    manifest = export_models(*trainer.export_generators(), model_dir, task, cfg["image_size"], step, (lo, hi),
-                             fingerprint=fp["fingerprint"])
+    manifest = export_models(
+        *trainer.export_generators(), model_dir, task, cfg["image_size"], step, (lo, hi), fingerprint=fp["fingerprint"]
+    )
     export_s = time.perf_counter() - t_exp
     names = {k: v["path"] for k, v in manifest["generators"].items()}
     rate = steps_run / run_s if steps_run else None
@@ -778,6 +814,12 @@ def run_training(
     summary_path = Path(summary_path)
     summary_path.parent.mkdir(parents=True, exist_ok=True)
     summary_path.write_text(json.dumps(summary, indent=2))
-    log.info("done: %d steps this run (%.1f s), exported %s and %s (%.1f s)", steps_run, run_s, names["to_ct"],
-             names["from_ct"], export_s)
+    log.info(
+        "done: %d steps this run (%.1f s), exported %s and %s (%.1f s)",
+        steps_run,
+        run_s,
+        names["to_ct"],
+        names["from_ct"],
+        export_s,
+    )
     return summary

@@ -66,7 +66,9 @@ def discover(modality):
         return found
     try:
         if modality == "ct":
-            return found | discovery.find_ct_studies(root, id_mode=config["privacy"]["ct_study_ids"], id_key=config["privacy"]["id_key"])
+            return found | discovery.find_ct_studies(
+                root, id_mode=config["privacy"]["ct_study_ids"], id_key=config["privacy"]["id_key"]
+            )
         kinds = {"MR"} if modality == "mr" else set(config["pet"]["windows_min"])
         return found | discovery.find_oasis_sessions(root, kinds)
     except (FileNotFoundError, ValueError) as err:
@@ -153,10 +155,7 @@ def ground_truth_npz(wildcards):
 
 def preprocessing_targets():
     ground_truth = [
-        f"{RESULTS}/ground_truth/{m}/{v}.npz"
-        for m in ("mr", "pet")
-        if using_demo(m)
-        for v in split_volumes(m, "test")
+        f"{RESULTS}/ground_truth/{m}/{v}.npz" for m in ("mr", "pet") if using_demo(m) for v in split_volumes(m, "test")
     ]
     return ground_truth + (
         [f"{RESULTS}/tfrecords/{m}/{s}.tfrecord" for m in MODALITIES for s in ("train", "test")]

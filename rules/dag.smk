@@ -13,18 +13,18 @@ rule dag:
     output:
         svg=f"{RESULTS}/dag/rulegraph.svg",
         mmd=f"{RESULTS}/dag/rulegraph.mmd",
-    params:
-        config=config,
-        target="all",
     log:
         "logs/dag/rulegraph.log",
     benchmark:
         "logs/benchmarks/dag/rulegraph.tsv"
+    conda:
+        "../envs/medcyclegan.yaml"
     threads: 1
     resources:
         mem_mb=500,
         runtime=5,
-    conda:
-        "../envs/medcyclegan.yaml"
+    params:
+        config=config,
+        target="all",
     script:
         "../workflow_scripts/dag.py"

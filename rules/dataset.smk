@@ -5,20 +5,20 @@ rule split:
     # no file input: the split depends only on the volume ids and the split settings
     output:
         f"{RESULTS}/splits/{{modality}}.csv",
-    params:
-        volumes=lambda w: sorted(VOLUMES[w.modality]),
-        seed=config["split"]["seed"],
-        test_fraction=config["split"]["test_fraction"],
     log:
         "logs/split/{modality}.log",
     benchmark:
         "logs/benchmarks/split/{modality}.tsv"
+    conda:
+        "../envs/medcyclegan.yaml"
     threads: 1
     resources:
         mem_mb=500,
         runtime=5,
-    conda:
-        "../envs/medcyclegan.yaml"
+    params:
+        volumes=lambda w: sorted(VOLUMES[w.modality]),
+        seed=config["split"]["seed"],
+        test_fraction=config["split"]["test_fraction"],
     script:
         "../workflow_scripts/split.py"
 
@@ -33,12 +33,12 @@ rule tfrecords:
         "logs/tfrecords/{modality}_{split}.log",
     benchmark:
         "logs/benchmarks/tfrecords/{modality}_{split}.tsv"
+    conda:
+        "../envs/medcyclegan.yaml"
     threads: 1
     resources:
         mem_mb=1500,
         runtime=30,
-    conda:
-        "../envs/medcyclegan.yaml"
     script:
         "../workflow_scripts/tfrecords.py"
 
@@ -59,12 +59,12 @@ rule qc_slice_table:
         "logs/qc_slice_table/{modality}.log",
     benchmark:
         "logs/benchmarks/qc_slice_table/{modality}.tsv"
+    conda:
+        "../envs/medcyclegan.yaml"
     threads: 1
     resources:
         mem_mb=500,
         runtime=5,
-    conda:
-        "../envs/medcyclegan.yaml"
     script:
         "../workflow_scripts/qc_slice_table.py"
 
@@ -82,18 +82,18 @@ rule qc_preview:
             subcategory="{modality}",
             labels={"modality": "{modality}", "figure": "mask preview"},
         ),
-    params:
-        n_slices=config["qc"]["preview_slices"],
     log:
         "logs/qc_preview/{modality}.log",
     benchmark:
         "logs/benchmarks/qc_preview/{modality}.tsv"
+    conda:
+        "../envs/medcyclegan.yaml"
     threads: 1
     resources:
         mem_mb=1500,
         runtime=5,
-    conda:
-        "../envs/medcyclegan.yaml"
+    params:
+        n_slices=config["qc"]["preview_slices"],
     script:
         "../workflow_scripts/qc_preview.py"
 
@@ -111,12 +111,12 @@ rule rejected_table:
         "logs/rejected_table.log",
     benchmark:
         "logs/benchmarks/rejected_table/rejected_table.tsv"
+    conda:
+        "../envs/medcyclegan.yaml"
     threads: 1
     resources:
         mem_mb=500,
         runtime=5,
-    conda:
-        "../envs/medcyclegan.yaml"
     script:
         "../workflow_scripts/rejected_table.py"
 

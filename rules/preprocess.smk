@@ -8,20 +8,20 @@ rule ingest:
     output:
         volume=f"{RESULTS}/volumes/{{modality}}/{{volume}}.nii.gz",
         info=f"{RESULTS}/volumes/{{modality}}/{{volume}}.json",
-    params:
-        settings=modality_params("ingest"),
-        spacing_mm=config["geometry"]["spacing_mm"],
-        min_extent_mm=config["reject"]["min_extent_mm"],
     log:
         "logs/ingest/{modality}/{volume}.log",
     benchmark:
         "logs/benchmarks/ingest/{modality}/{volume}.tsv"
+    conda:
+        "../envs/medcyclegan.yaml"
     threads: 2
     resources:
         mem_mb=1500,
         runtime=20,
-    conda:
-        "../envs/medcyclegan.yaml"
+    params:
+        settings=modality_params("ingest"),
+        spacing_mm=config["geometry"]["spacing_mm"],
+        min_extent_mm=config["reject"]["min_extent_mm"],
     script:
         "../workflow_scripts/ingest.py"
 
@@ -33,21 +33,21 @@ rule preprocess_volume:
         npz=f"{RESULTS}/slices/{{modality}}/{{volume}}.npz",
         table=f"{RESULTS}/slices/{{modality}}/{{volume}}.csv",
         mask=f"{RESULTS}/masks/{{modality}}/{{volume}}.nii.gz",
+    log:
+        "logs/preprocess_volume/{modality}/{volume}.log",
+    benchmark:
+        "logs/benchmarks/preprocess_volume/{modality}/{volume}.tsv"
+    conda:
+        "../envs/medcyclegan.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=20,
     params:
         mask=modality_params("masking"),
         slicing=config["slicing"],
         intensity=modality_params("intensity"),
         min_head_volume_ml=config["reject"]["min_head_volume_ml"],
-    log:
-        "logs/preprocess_volume/{modality}/{volume}.log",
-    benchmark:
-        "logs/benchmarks/preprocess_volume/{modality}/{volume}.tsv"
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=20,
-    conda:
-        "../envs/medcyclegan.yaml"
     script:
         "../workflow_scripts/preprocess_volume.py"
 
@@ -60,19 +60,19 @@ rule ground_truth_slices:
         npz=f"{RESULTS}/slices/{{modality}}/{{volume}}.npz",
     output:
         f"{RESULTS}/ground_truth/{{modality}}/{{volume}}.npz",
-    params:
-        ct_mask=config["masking"]["ct"],
-    wildcard_constraints:
-        modality="mr|pet",
     log:
         "logs/ground_truth_slices/{modality}/{volume}.log",
     benchmark:
         "logs/benchmarks/ground_truth_slices/{modality}/{volume}.tsv"
+    wildcard_constraints:
+        modality="mr|pet",
+    conda:
+        "../envs/medcyclegan.yaml"
     threads: 1
     resources:
         mem_mb=1500,
         runtime=10,
-    conda:
-        "../envs/medcyclegan.yaml"
+    params:
+        ct_mask=config["masking"]["ct"],
     script:
         "../workflow_scripts/ground_truth_slices.py"

@@ -18,11 +18,11 @@ rule training_curves:
         "logs/training_curves/{task}.log",
     benchmark:
         "logs/benchmarks/training_curves/{task}.tsv"
+    conda:
+        "../envs/medcyclegan.yaml"
     threads: 1
     resources:
         mem_mb=500,
         runtime=5,
-    conda:
-        "../envs/medcyclegan.yaml"
     script:
         "../workflow_scripts/training_curves.py"

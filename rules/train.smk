@@ -18,21 +18,21 @@ rule train:
     output:
         model=directory(f"{RESULTS}/{{task}}/model"),
         summary=f"{RESULTS}/{{task}}/training_summary.json",
+    log:
+        "logs/train/{task}.log",
+    benchmark:
+        "logs/benchmarks/train/{task}.tsv"
+    conda:
+        "../envs/medcyclegan.yaml"
+    threads: 8
+    resources:
+        mem_mb=lambda w: task_training(w)["mem_mb"],
+        runtime=lambda w: task_training(w)["runtime_min"],
     params:
         task=lambda w: w.task,
         training=train_params,
         checkpoint_dir=lambda w: f"{RESULTS}/{w.task}/checkpoints",
         tensorboard_dir=lambda w: f"{RESULTS}/{w.task}/tensorboard",
-    log:
-        "logs/train/{task}.log",
-    benchmark:
-        "logs/benchmarks/train/{task}.tsv"
-    threads: 8
-    resources:
-        mem_mb=lambda w: task_training(w)["mem_mb"],
-        runtime=lambda w: task_training(w)["runtime_min"],
-    conda:
-        "../envs/medcyclegan.yaml"
     script:
         "../workflow_scripts/train.py"
 
@@ -51,18 +51,18 @@ rule examples_grid:
             subcategory="{task}",
             labels={"task": "{task}", "figure": "example grid"},
         ),
-    params:
-        examples=lambda w: task_training(w)["examples"],
     log:
         "logs/examples_grid/{task}.log",
     benchmark:
         "logs/benchmarks/examples_grid/{task}.tsv"
+    conda:
+        "../envs/medcyclegan.yaml"
     threads: 2
     resources:
         mem_mb=1500,
         runtime=10,
-    conda:
-        "../envs/medcyclegan.yaml"
+    params:
+        examples=lambda w: task_training(w)["examples"],
     script:
         "../workflow_scripts/examples_grid.py"
 
@@ -85,11 +85,11 @@ rule slice_eval:
         "logs/slice_eval/{task}.log",
     benchmark:
         "logs/benchmarks/slice_eval/{task}.tsv"
+    conda:
+        "../envs/medcyclegan.yaml"
     threads: 2
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/medcyclegan.yaml"
     script:
         "../workflow_scripts/slice_eval.py"

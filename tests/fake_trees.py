@@ -26,7 +26,9 @@ def ball_head_hu(lps, radius=70.0):
     return hu
 
 
-def write_ct_series(folder: Path, *, description="CT PLAIN THIN", spacing=2.0, thickness=2.0, n=70, size=100, seed=0, hu_fn=None):
+def write_ct_series(
+    folder: Path, *, description="CT PLAIN THIN", spacing=2.0, thickness=2.0, n=70, size=100, seed=0, hu_fn=None
+):
     """Axial LPS series centred on the origin; file names shuffled against position.
 
     ``hu_fn`` maps LPS points (..., 3) to HU (default: :func:`ball_head_hu`).
@@ -38,7 +40,9 @@ def write_ct_series(folder: Path, *, description="CT PLAIN THIN", spacing=2.0, t
     rows, cols = np.indices((size, size))
     order = np.random.default_rng(seed).permutation(n)
     for file_index, k in enumerate(order):
-        lps = np.stack([origin[0] + cols * spacing, origin[1] + rows * spacing, np.full(cols.shape, origin[2] + k * thickness)], -1)
+        lps = np.stack(
+            [origin[0] + cols * spacing, origin[1] + rows * spacing, np.full(cols.shape, origin[2] + k * thickness)], -1
+        )
         hu = hu_fn(lps)
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID = CTImageStorage
@@ -118,14 +122,27 @@ def write_oasis_pet(pet_root: Path, subject: str, tracer: str, day: str, *, xnat
     stem = f"sub-{subject}_ses-{day}_acq-{tracer}_pet"
     axes = [[-1, 0, 0], [0, -1, 0], [0, 0, 1]]
     spacing, shape, origin = np.array([3.0, 3.0, 3.0]), (60, 60, 50), np.array([88.5, 88.5, -73.5])
-    frame = sample_grid(shape, axes, spacing, origin, lambda lps: np.where(ball_head_hu(lps) == 30.0, 5.0, np.where(ball_head_hu(lps) == 40.0, 1.0, 0.0)))
+    frame = sample_grid(
+        shape,
+        axes,
+        spacing,
+        origin,
+        lambda lps: np.where(ball_head_hu(lps) == 30.0, 5.0, np.where(ball_head_hu(lps) == 40.0, 1.0, 0.0)),
+    )
     starts = [0, 600, 1200, 1800, 2400, 3000, 3600]
     durations = [600] * 7
     rng = np.random.default_rng(seed)
     frames = np.stack([frame * (1 + i) + rng.normal(0, 0.2, shape) for i in range(len(starts))], -1)
-    nib.save(nib.Nifti1Image(frames.astype(np.float32), ras_affine(axes, spacing, origin)), nifti_dir / f"{stem}.nii.gz")
+    nib.save(
+        nib.Nifti1Image(frames.astype(np.float32), ras_affine(axes, spacing, origin)), nifti_dir / f"{stem}.nii.gz"
+    )
     if old_timing:
-        timing = {"FrameTimes": {"Labels": ["start", "end", "duration"], "Values": [[s, s + d, d] for s, d in zip(starts, durations)]}}
+        timing = {
+            "FrameTimes": {
+                "Labels": ["start", "end", "duration"],
+                "Values": [[s, s + d, d] for s, d in zip(starts, durations)],
+            }
+        }
     else:
         timing = {"FrameTimesStart": starts, "FrameDuration": durations}
     (json_dir / f"{stem}.json").write_text(json.dumps({"Modality": "PT", "TracerName": tracer, **timing}))

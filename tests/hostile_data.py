@@ -9,9 +9,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pandas as pd
-from fake_trees import ball_head_hu, ras_affine, sample_grid, write_oasis_mr, write_oasis_pet
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+from fake_trees import ball_head_hu, ras_affine, sample_grid, write_oasis_mr, write_oasis_pet
 
 CT_RULES = {"max_slice_thickness_mm": 3.5, "min_slices": 30}
 PET_CFG = {

@@ -68,8 +68,9 @@ def _read_series(folder: Path):
 def _hu_volume(datasets) -> tuple[np.ndarray, np.ndarray]:
     z = np.array([float(d.ImagePositionPatient[2]) for d in datasets])
     order = np.argsort(z)
-    vol = np.stack([datasets[i].pixel_array * float(datasets[i].RescaleSlope)
-                    + float(datasets[i].RescaleIntercept) for i in order])
+    vol = np.stack(
+        [datasets[i].pixel_array * float(datasets[i].RescaleSlope) + float(datasets[i].RescaleIntercept) for i in order]
+    )
     return vol, z[order]
 
 
@@ -119,8 +120,11 @@ def test_ct_layout_exact(ct_roots):
 def test_ct_dicom_conventions(ct_roots):
     series = _series_dirs(ct_roots["a"])
     (thin,) = set(series) - {"CT BONE", "CT 5mm"}
-    for name, syntax in ((thin, JPEG2000Lossless), ("CT BONE", ExplicitVRLittleEndian),
-                         ("CT 5mm", ExplicitVRLittleEndian)):
+    for name, syntax in (
+        (thin, JPEG2000Lossless),
+        ("CT BONE", ExplicitVRLittleEndian),
+        ("CT 5mm", ExplicitVRLittleEndian),
+    ):
         files, dss = _read_series(series[name])
         assert files[0].read_bytes()[128:132] == b"DICM"  # preamble + file meta
         ds = dss[0]

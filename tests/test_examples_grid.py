@@ -41,7 +41,9 @@ def test_grid_layout_and_png_size(tmp_path, with_gt):
     if with_gt:
         gt = [(g + 10.0, np.ones((64, 64), bool), "true CT") for g in generated[:3]] + [None]
     out = tmp_path / "examples.png"
-    fig = examples_grid.make_grid(real_ct, inputs, generated, out, src="mr", ground_truth=gt, hu_window=(-200, 1500), title="t", dpi=50)
+    fig = examples_grid.make_grid(
+        real_ct, inputs, generated, out, src="mr", ground_truth=gt, hu_window=(-200, 1500), title="t", dpi=50
+    )
     image_axes = [ax for ax in fig.axes if ax.images]
     colorbars = [ax for ax in fig.axes if not ax.images and ax.get_ylabel()]  # the two colourbar axes
     assert len(colorbars) == 2
@@ -67,10 +69,9 @@ def test_grid_layout_and_png_size(tmp_path, with_gt):
 def test_examples_grid_from_exported_model(tmp_path):
     """End to end on tiny TFRecords with an (untrained) exported model and one ground-truth file."""
     import matplotlib.image as mpimg
+    from test_training import write_domain  # tiny phantom TFRecords (tests/ is on sys.path)
 
     from medcyclegan import models, training
-
-    from test_training import write_domain  # tiny phantom TFRecords (tests/ is on sys.path)
 
     mr_test = write_domain(tmp_path / "mr_test.tfrecord", "mr", n_volumes=2, n_slices=5)
     ct_test = write_domain(tmp_path / "ct_test.tfrecord", "ct", n_volumes=2, n_slices=5)
@@ -85,9 +86,13 @@ def test_examples_grid_from_exported_model(tmp_path):
     )
     cfg = training.task_config({}, "mr2ct")["examples"]
     out = tmp_path / "mr2ct" / "examples.png"
-    shown = examples_grid.examples_grid(tmp_path / "model", mr_test, ct_test, out, {**cfg, "dpi": 50}, [tmp_path / "mrV0.npz"])
+    shown = examples_grid.examples_grid(
+        tmp_path / "model", mr_test, ct_test, out, {**cfg, "dpi": 50}, [tmp_path / "mrV0.npz"]
+    )
     assert shown["rows"] == 3 and len(shown["inputs"]) == 4 and len(shown["real_ct"]) == 3
     assert {v for v, _ in shown["inputs"]} == {"mrV0", "mrV1"}
     assert mpimg.imread(out).shape[2] in (3, 4)
-    again = examples_grid.examples_grid(tmp_path / "model", mr_test, ct_test, tmp_path / "b.png", {**cfg, "dpi": 50}, [])
+    again = examples_grid.examples_grid(
+        tmp_path / "model", mr_test, ct_test, tmp_path / "b.png", {**cfg, "dpi": 50}, []
+    )
     assert again["inputs"] == shown["inputs"] and again["rows"] == 2

@@ -22,6 +22,7 @@ import pandas as pd
 import pydicom
 import pytest
 from hostile_data import cq500_study, mr_session, pet_session
+
 from workflow_utils import ROOT, snakemake, write_config
 
 pytestmark = [pytest.mark.workflow, pytest.mark.timeout(1500)]

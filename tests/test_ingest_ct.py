@@ -29,6 +29,7 @@ AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 
 # ----------------------------------------------------------------------------- helpers
 
+
 def write_slice(
     path: Path,
     stored: np.ndarray,
@@ -115,28 +116,53 @@ def write_series(
 
 # ----------------------------------------------------------------------------- selection
 
+
 def fake_table(rows):
-    base = dict(image_type="ORIGINAL\\PRIMARY\\AXIAL", convolution_kernel="STANDARD", rows=512,
-                columns=512, modality="CT", transfer_syntax="1.2.840.10008.1.2.4.90",
-                number_of_frames=1, contrast_agent="", error="")
+    base = dict(
+        image_type="ORIGINAL\\PRIMARY\\AXIAL",
+        convolution_kernel="STANDARD",
+        rows=512,
+        columns=512,
+        modality="CT",
+        transfer_syntax="1.2.840.10008.1.2.4.90",
+        number_of_frames=1,
+        contrast_agent="",
+        error="",
+    )
     return pd.DataFrame([{**base, **r} for r in rows])
 
 
 def test_select_series_fake_table():
-    table = fake_table([
-        dict(series_dir="/s/CT PLAIN THIN", description="PLAIN THIN", n_files=240, slice_thickness_mm=0.625),
-        dict(series_dir="/s/CT PLAIN THIN-2", description="PLAIN THIN", n_files=240, slice_thickness_mm=0.625),
-        dict(series_dir="/s/CT BONE", description="BONE", n_files=240, slice_thickness_mm=0.625,
-             convolution_kernel="BONE"),
-        dict(series_dir="/s/CT 0.625mm", description="0.625mm", n_files=256, slice_thickness_mm=0.625,
-             convolution_kernel="BONEPLUS"),
-        dict(series_dir="/s/CT 5mm", description="5mm", n_files=36, slice_thickness_mm=5.0),
-        dict(series_dir="/s/CT POST CONTRAST", description="POST CONTRAST", n_files=300, slice_thickness_mm=0.625),
-        dict(series_dir="/s/CT Thin Plain", description="Thin Plain", n_files=240, slice_thickness_mm=0.5),
-        dict(series_dir="/s/CT PRE CONTRAST THIN", description="PRE CONTRAST THIN", n_files=200,
-             slice_thickness_mm=0.625),
-        dict(series_dir="/s/CT short", description="short", n_files=30, slice_thickness_mm=0.625),
-    ])
+    table = fake_table(
+        [
+            dict(series_dir="/s/CT PLAIN THIN", description="PLAIN THIN", n_files=240, slice_thickness_mm=0.625),
+            dict(series_dir="/s/CT PLAIN THIN-2", description="PLAIN THIN", n_files=240, slice_thickness_mm=0.625),
+            dict(
+                series_dir="/s/CT BONE",
+                description="BONE",
+                n_files=240,
+                slice_thickness_mm=0.625,
+                convolution_kernel="BONE",
+            ),
+            dict(
+                series_dir="/s/CT 0.625mm",
+                description="0.625mm",
+                n_files=256,
+                slice_thickness_mm=0.625,
+                convolution_kernel="BONEPLUS",
+            ),
+            dict(series_dir="/s/CT 5mm", description="5mm", n_files=36, slice_thickness_mm=5.0),
+            dict(series_dir="/s/CT POST CONTRAST", description="POST CONTRAST", n_files=300, slice_thickness_mm=0.625),
+            dict(series_dir="/s/CT Thin Plain", description="Thin Plain", n_files=240, slice_thickness_mm=0.5),
+            dict(
+                series_dir="/s/CT PRE CONTRAST THIN",
+                description="PRE CONTRAST THIN",
+                n_files=200,
+                slice_thickness_mm=0.625,
+            ),
+            dict(series_dir="/s/CT short", description="short", n_files=30, slice_thickness_mm=0.625),
+        ]
+    )
     row, reasons = select_series(table)
     # 240 slices three times: thinner (0.5 mm) wins
     assert row["series_dir"] == "/s/CT Thin Plain"
@@ -155,8 +181,9 @@ def test_select_series_fake_table():
     assert row2["series_dir"] == "/s/CT PLAIN THIN"
 
     # the contrast tag excludes too
-    t3 = fake_table([dict(series_dir="/s/a", description="HEAD", n_files=100, slice_thickness_mm=1.0,
-                          contrast_agent="OMNIPAQUE")])
+    t3 = fake_table(
+        [dict(series_dir="/s/a", description="HEAD", n_files=100, slice_thickness_mm=1.0, contrast_agent="OMNIPAQUE")]
+    )
     with pytest.raises(IngestError, match="ContrastBolusAgent"):
         select_series(t3)
     row3, _ = select_series(t3, use_contrast_tag=False)
@@ -164,10 +191,12 @@ def test_select_series_fake_table():
 
 
 def test_select_series_none_qualifies_lists_reasons():
-    table = fake_table([
-        dict(series_dir="/s/CT BONE", description="BONE", n_files=240, slice_thickness_mm=0.625),
-        dict(series_dir="/s/CT 5mm", description="5mm", n_files=36, slice_thickness_mm=5.0),
-    ])
+    table = fake_table(
+        [
+            dict(series_dir="/s/CT BONE", description="BONE", n_files=240, slice_thickness_mm=0.625),
+            dict(series_dir="/s/CT 5mm", description="5mm", n_files=36, slice_thickness_mm=5.0),
+        ]
+    )
     with pytest.raises(IngestError) as err:
         select_series(table)
     msg = str(err.value)
@@ -184,8 +213,9 @@ def make_study(root: Path) -> Path:
     write_series(base / "CT 5mm", 3, dz=5.0, thickness=5.0, description="5mm")
     write_series(base / "CT POST CONTRAST", 14, description="POST CONTRAST")
     # extension-less DICOM files and a stray text file
-    write_series(base / "CT Plain 3mm", 12, dz=3.0, thickness=3.0, description="Plain 3mm",
-                 names=[f"IM{k}" for k in range(12)])
+    write_series(
+        base / "CT Plain 3mm", 12, dz=3.0, thickness=3.0, description="Plain 3mm", names=[f"IM{k}" for k in range(12)]
+    )
     (base / "CT PLAIN THIN" / "notes.txt").write_text("not dicom")
     return study
 
@@ -201,8 +231,17 @@ def test_list_series_real_tree(tmp_path):
     assert by_name["CT BONE"]["convolution_kernel"] == "BONE"
     assert by_name["CT PLAIN THIN"]["rows"] == 8 and by_name["CT PLAIN THIN"]["columns"] == 10
     assert by_name["CT PLAIN THIN"]["transfer_syntax"] == ExplicitVRLittleEndian
-    for col in ["series_dir", "description", "n_files", "slice_thickness_mm", "image_type",
-                "convolution_kernel", "rows", "columns", "transfer_syntax"]:
+    for col in [
+        "series_dir",
+        "description",
+        "n_files",
+        "slice_thickness_mm",
+        "image_type",
+        "convolution_kernel",
+        "rows",
+        "columns",
+        "transfer_syntax",
+    ]:
         assert col in table.columns
 
     row, reasons = select_series(table, min_slices=10)
@@ -217,8 +256,9 @@ def test_list_series_real_tree(tmp_path):
 
 def test_ingest_ct_study_info_is_clean_json(tmp_path):
     study = make_study(tmp_path)
-    img, info = ingest_ct_study(study, {"max_slice_thickness_mm": 1.5, "min_slices": 10,
-                                        "exclude_patterns": ["bone", "contrast", "post"]})
+    img, info = ingest_ct_study(
+        study, {"max_slice_thickness_mm": 1.5, "min_slices": 10, "exclude_patterns": ["bone", "contrast", "post"]}
+    )
     assert img.GetSize() == (10, 8, 12)
     assert info["series_description"] == "PLAIN THIN"
     assert info["series_folder"].endswith("CT PLAIN THIN")
@@ -226,7 +266,12 @@ def test_ingest_ct_study_info_is_clean_json(tmp_path):
     assert info["spacing_mm"] == pytest.approx([0.6, 0.5, 0.625])
     assert info["transfer_syntax"] == ["Explicit VR Little Endian"]
     assert set(Path(k).name for k in info["rejected"]) == {
-        "CT PLAIN THIN-2", "CT BONE", "CT 5mm", "CT POST CONTRAST", "CT Plain 3mm"}
+        "CT PLAIN THIN-2",
+        "CT BONE",
+        "CT 5mm",
+        "CT POST CONTRAST",
+        "CT Plain 3mm",
+    }
     text = json.dumps(info)
     for secret in ("Doe", "SECRET-ID-123", "19990101", "1.2.3.4"):
         assert secret not in text
@@ -247,6 +292,7 @@ def test_ingest_falls_back_when_best_series_is_broken(tmp_path):
 
 # ----------------------------------------------------------------------------- geometry
 
+
 def test_slice_order_from_positions_not_names_or_instance_numbers(tmp_path):
     n = 9
     names = [f"CT{k:06d}.dcm" for k in range(n)]
@@ -255,8 +301,7 @@ def test_slice_order_from_positions_not_names_or_instance_numbers(tmp_path):
     for k in range(n):
         values[k][0, 0] = k  # marker
     # instance numbers reversed with respect to position
-    write_series(tmp_path / "s", n, names=names, instances=list(range(n, 0, -1)), values=values,
-                 dz=1.25, z0=10.0)
+    write_series(tmp_path / "s", n, names=names, instances=list(range(n, 0, -1)), values=values, dz=1.25, z0=10.0)
     img = read_ct_series(tmp_path / "s")
     arr = sitk.GetArrayFromImage(img)
     assert arr.shape == (n, 6, 7)
@@ -274,8 +319,9 @@ def test_descending_positions_are_sorted_ascending_along_normal(tmp_path):
     folder = tmp_path / "s"
     folder.mkdir()
     for k in range(5):  # file 0 is the highest slice
-        write_slice(folder / f"CT{k:06d}.dcm", np.full((4, 4), k, dtype=np.int16),
-                    ipp=(0, 0, 100.0 - 2.0 * k), intercept=0.0)
+        write_slice(
+            folder / f"CT{k:06d}.dcm", np.full((4, 4), k, dtype=np.int16), ipp=(0, 0, 100.0 - 2.0 * k), intercept=0.0
+        )
     img = read_ct_series(folder)
     arr = sitk.GetArrayFromImage(img)
     np.testing.assert_array_equal(arr[:, 0, 0], [4, 3, 2, 1, 0])
@@ -347,8 +393,11 @@ def test_pydicom_ct_small(tmp_path):
     (tmp_path / "three").mkdir()
     for k, name in zip(range(3), ["b.dcm", "c.dcm", "a.dcm"]):
         ds = pydicom.dcmread(src)
-        ds.ImagePositionPatient = [ref.ImagePositionPatient[0], ref.ImagePositionPatient[1],
-                                   float(ref.ImagePositionPatient[2]) + 5.0 * k]
+        ds.ImagePositionPatient = [
+            ref.ImagePositionPatient[0],
+            ref.ImagePositionPatient[1],
+            float(ref.ImagePositionPatient[2]) + 5.0 * k,
+        ]
         ds.SOPInstanceUID = generate_uid()
         ds.save_as(tmp_path / "three" / name)
     img3 = read_ct_series(tmp_path / "three")
@@ -372,8 +421,7 @@ def test_direction_and_origin_match_ipp_iop_for_oblique_series(tmp_path):
     for k in range(4):
         v = np.zeros((5, 6), dtype=np.int16)
         v[1, 2] = 100 + k  # row 1, column 2
-        write_slice(folder / f"x{3 - k}.dcm", v, ipp=p0 + 1.5 * k * n, iop=iop,
-                    pixel_spacing=ps, intercept=0.0)
+        write_slice(folder / f"x{3 - k}.dcm", v, ipp=p0 + 1.5 * k * n, iop=iop, pixel_spacing=ps, intercept=0.0)
     img = read_ct_series(folder)
     d = np.array(img.GetDirection()).reshape(3, 3)
     np.testing.assert_allclose(d[:, 0], r, atol=1e-6)
@@ -394,8 +442,14 @@ def test_sagittal_series_direction(tmp_path):
     folder = tmp_path / "s"
     folder.mkdir()
     for k in range(3):
-        write_slice(folder / f"{k}.dcm", np.full((4, 5), k, dtype=np.int16),
-                    ipp=(10.0 + 2.0 * k, -30.0, 60.0), iop=iop, intercept=0.0, pixel_spacing=(1, 1))
+        write_slice(
+            folder / f"{k}.dcm",
+            np.full((4, 5), k, dtype=np.int16),
+            ipp=(10.0 + 2.0 * k, -30.0, 60.0),
+            iop=iop,
+            intercept=0.0,
+            pixel_spacing=(1, 1),
+        )
     img = read_ct_series(folder)
     d = np.array(img.GetDirection()).reshape(3, 3)
     np.testing.assert_allclose(d, [[0, 0, -1], [1, 0, 0], [0, -1, 0]], atol=1e-9)
@@ -423,17 +477,16 @@ def test_duplicate_positions_and_mixed_orientation_raise(tmp_path):
         read_ct_series(tmp_path / "d")
     # one scout among the slices is dropped (documented fix); many odd orientations are refused
     write_series(tmp_path / "o", 4)
-    write_slice(tmp_path / "o" / "scout.dcm", np.zeros((8, 10), np.int16),
-                iop=(1, 0, 0, 0, 0, -1), ipp=(0, 0, 0))
+    write_slice(tmp_path / "o" / "scout.dcm", np.zeros((8, 10), np.int16), iop=(1, 0, 0, 0, 0, -1), ipp=(0, 0, 0))
     assert read_ct_series(tmp_path / "o").GetSize()[2] == 4
     for k in range(3):
-        write_slice(tmp_path / "o" / f"cor{k}.dcm", np.zeros((8, 10), np.int16),
-                    iop=(1, 0, 0, 0, 0, -1), ipp=(0, float(k), 0))
+        write_slice(
+            tmp_path / "o" / f"cor{k}.dcm", np.zeros((8, 10), np.int16), iop=(1, 0, 0, 0, 0, -1), ipp=(0, float(k), 0)
+        )
     with pytest.raises(IngestError, match="ImageOrientationPatient"):
         read_ct_series(tmp_path / "o")
     write_series(tmp_path / "m", 4)
-    write_slice(tmp_path / "m" / "other.dcm", np.zeros((8, 10), np.int16), ipp=(-10, -20, 100),
-                series_uid="9.9.9")
+    write_slice(tmp_path / "m" / "other.dcm", np.zeros((8, 10), np.int16), ipp=(-10, -20, 100), series_uid="9.9.9")
     with pytest.raises(IngestError, match="mixes 2 DICOM series"):
         read_ct_series(tmp_path / "m")
 
@@ -447,8 +500,9 @@ def test_gantry_tilt_corrected_or_refused(tmp_path):
         v = np.zeros((ny, nx), dtype=np.int16)
         # a rod fixed in space at x=3, y=8 (mm): row = 8 - k, column = 3
         v[8 - k, 3] = 500
-        write_slice(folder / f"{k}.dcm", v, ipp=(0.0, float(k), float(k)), pixel_spacing=(1, 1),
-                    thickness=1.0, intercept=0.0)
+        write_slice(
+            folder / f"{k}.dcm", v, ipp=(0.0, float(k), float(k)), pixel_spacing=(1, 1), thickness=1.0, intercept=0.0
+        )
     with pytest.raises(IngestError, match="gantry tilt"):
         read_ct_series(folder, gantry_tilt="error")
     img = read_ct_series(folder)
@@ -473,10 +527,17 @@ def test_matches_simpleitk_gdcm_reader_on_oblique_series(tmp_path):
     rng = np.random.default_rng(5)
     names = ["q.dcm", "a.dcm", "m.dcm", "c.dcm", "z.dcm"]
     for k, name in enumerate(names):
-        write_slice(folder / name, rng.integers(-1000, 2000, size=(6, 7)).astype(np.int16),
-                    ipp=np.array([5.0, -7.0, 12.0]) + 0.8 * k * n, iop=tuple(r) + tuple(c),
-                    pixel_spacing=(0.45, 0.55), thickness=0.8, intercept=-3.0, slope=1.0,
-                    instance=len(names) - k)
+        write_slice(
+            folder / name,
+            rng.integers(-1000, 2000, size=(6, 7)).astype(np.int16),
+            ipp=np.array([5.0, -7.0, 12.0]) + 0.8 * k * n,
+            iop=tuple(r) + tuple(c),
+            pixel_spacing=(0.45, 0.55),
+            thickness=0.8,
+            intercept=-3.0,
+            slope=1.0,
+            instance=len(names) - k,
+        )
     ours = read_ct_series(folder)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder)))
@@ -506,8 +567,16 @@ def test_gantry_tilt_16deg_linear_field_is_exact(tmp_path):
         ipp = np.array([-6.0, -8.0, 40.0 + table_step * k])
         pts = ipp + ii[..., None] * ps[1] * r + jj[..., None] * ps[0] * c
         stored = np.round(f(pts) * 100).astype(np.int16)
-        write_slice(folder / f"{nz - k}.dcm", stored, ipp=ipp, iop=tuple(r) + tuple(c),
-                    pixel_spacing=ps, slope=0.01, intercept=0.0, thickness=2.5)
+        write_slice(
+            folder / f"{nz - k}.dcm",
+            stored,
+            ipp=ipp,
+            iop=tuple(r) + tuple(c),
+            pixel_spacing=ps,
+            slope=0.01,
+            intercept=0.0,
+            thickness=2.5,
+        )
     img = read_ct_series(folder)
     assert img.GetSpacing()[2] == pytest.approx(table_step * np.cos(t))
     arr = sitk.GetArrayFromImage(img)
@@ -515,8 +584,9 @@ def test_gantry_tilt_16deg_linear_field_is_exact(tmp_path):
     # shifted slices keep their full field of view: grid enlarged, the rest filled
     assert arr.shape[1] > ny and valid.sum() >= nz * (ny - 1) * (nx - 1)
     zz, yy, xx = np.nonzero(valid)
-    phys = np.array([img.TransformContinuousIndexToPhysicalPoint((float(x), float(y), float(z)))
-                     for z, y, x in zip(zz, yy, xx)])
+    phys = np.array(
+        [img.TransformContinuousIndexToPhysicalPoint((float(x), float(y), float(z))) for z, y, x in zip(zz, yy, xx)]
+    )
     inner = np.abs(arr[valid] - f(phys)) < 0.02
     # only the interpolated border pixels (mixed with the fill value) may differ
     assert inner.mean() > 0.85

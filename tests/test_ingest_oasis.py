@@ -36,12 +36,16 @@ def touch_json(path: Path, content=None) -> Path:
 
 # ----------------------------------------------------------------------------- names / layouts
 
-@pytest.mark.parametrize("name, expected", [
-    ("OAS30001_MR_d0129", {"subject": "OAS30001", "modality_or_tracer": "MR", "day": 129}),
-    ("OAS31463_PIB_d0364", {"subject": "OAS31463", "modality_or_tracer": "PIB", "day": 364}),
-    ("OAS30001_AV45_d2430", {"subject": "OAS30001", "modality_or_tracer": "AV45", "day": 2430}),
-    ("/data/oasis/OAS30001_AV45_d2430/", {"subject": "OAS30001", "modality_or_tracer": "AV45", "day": 2430}),
-])
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("OAS30001_MR_d0129", {"subject": "OAS30001", "modality_or_tracer": "MR", "day": 129}),
+        ("OAS31463_PIB_d0364", {"subject": "OAS31463", "modality_or_tracer": "PIB", "day": 364}),
+        ("OAS30001_AV45_d2430", {"subject": "OAS30001", "modality_or_tracer": "AV45", "day": 2430}),
+        ("/data/oasis/OAS30001_AV45_d2430/", {"subject": "OAS30001", "modality_or_tracer": "AV45", "day": 2430}),
+    ],
+)
 def test_parse_session_name(name, expected):
     assert parse_session_name(name) == expected
 
@@ -107,13 +111,14 @@ def test_find_pet_ignores_ct(tmp_path):
 
 # ----------------------------------------------------------------------------- orientation
 
+
 def sagittal_affine():
     """Sagittal-like storage (axes permuted and flipped): i -> posterior (RAS -y),
     j -> inferior (RAS -z), k -> patient left (RAS +x); spacings 1.2, 0.9, 1.5 mm."""
     a = np.zeros((4, 4))
-    a[:3, 0] = [0.0, -1.2, 0.0]   # i: towards posterior
-    a[:3, 1] = [0.0, 0.0, -0.9]   # j: towards inferior
-    a[:3, 2] = [1.5, 0.0, 0.0]    # k: towards patient left (RAS +x)
+    a[:3, 0] = [0.0, -1.2, 0.0]  # i: towards posterior
+    a[:3, 1] = [0.0, 0.0, -0.9]  # j: towards inferior
+    a[:3, 2] = [1.5, 0.0, 0.0]  # k: towards patient left (RAS +x)
     a[:3, 3] = [-30.0, 40.0, 55.0]
     a[3, 3] = 1.0
     return a
@@ -185,9 +190,16 @@ def test_ingest_mr_session(tmp_path):
     data = np.arange(4 * 5 * 6, dtype=np.float32).reshape(4, 5, 6)
     touch_nifti(s / "anat2" / "sub-OAS30001_ses-d0129_run-02_T1w.nii.gz", data=data)
     touch_nifti(s / "anat2" / "sub-OAS30001_ses-d0129_run-01_T1w.nii.gz", data=data, affine=sagittal_affine())
-    touch_json(s / "anat2" / "sub-OAS30001_ses-d0129_run-01_T1w.json",
-               {"Modality": "MR", "MagneticFieldStrength": 3, "RepetitionTime": 2.4,
-                "AcquisitionDateTime": "2010-01-01T10:00:00", "PatientName": "x"})
+    touch_json(
+        s / "anat2" / "sub-OAS30001_ses-d0129_run-01_T1w.json",
+        {
+            "Modality": "MR",
+            "MagneticFieldStrength": 3,
+            "RepetitionTime": 2.4,
+            "AcquisitionDateTime": "2010-01-01T10:00:00",
+            "PatientName": "x",
+        },
+    )
     img, info = ingest_mr_session(s)
     assert info["file"] == "anat2/sub-OAS30001_ses-d0129_run-01_T1w.nii.gz"
     assert info["sidecar"].endswith("run-01_T1w.json")

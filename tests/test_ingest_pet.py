@@ -38,6 +38,7 @@ PIB_30_60 = [46, 47, 48, 49, 50, 51]
 
 # ----------------------------------------------------------------------------- timing layouts
 
+
 def test_frame_timing_bids():
     d = pib_60min_durations()
     t = frame_timing({"FrameTimesStart": starts_of(d), "FrameDuration": d})
@@ -65,8 +66,7 @@ def test_frame_timing_old_layout_with_and_without_labels():
     t1 = frame_timing({"FrameTimes": {"Values": rows}})  # [start, end, duration]
     # labels in another order, end column only, in minutes
     rows2 = [[(a + b) / 60, a / 60] for a, b in zip(s, d)]
-    t2 = frame_timing({"FrameTimes": {"Labels": ["frameEnd", "frameStart"], "Units": ["min", "min"],
-                                      "Values": rows2}})
+    t2 = frame_timing({"FrameTimes": {"Labels": ["frameEnd", "frameStart"], "Units": ["min", "min"], "Values": rows2}})
     # nested under "Time", rows [start, duration]
     t3 = frame_timing({"Time": {"FrameTimes": {"Values": [[a, b] for a, b in zip(s, d)]}}})
     for t in (t1, t2, t3):
@@ -79,13 +79,18 @@ def test_frame_timing_old_layout_with_and_without_labels():
 
 # ----------------------------------------------------------------------------- selection
 
+
 def test_select_pib_30_60_bids_and_old_layout():
     d = pib_60min_durations()
     s = starts_of(d)
     for sidecar in (
         {"FrameTimesStart": s, "FrameDuration": d},
-        {"FrameTimes": {"Labels": ["frameStart", "frameEnd", "frameDuration"],
-                        "Values": [[a, a + b, b] for a, b in zip(s, d)]}},
+        {
+            "FrameTimes": {
+                "Labels": ["frameStart", "frameEnd", "frameDuration"],
+                "Values": [[a, a + b, b] for a, b in zip(s, d)],
+            }
+        },
     ):
         idx, reason = select_frames(frame_timing(sidecar), 52, WINDOWS["PIB"], (-4, None), 0.5)
         assert idx == PIB_30_60
@@ -145,6 +150,7 @@ def test_too_few_frames_or_low_coverage():
 
 # ----------------------------------------------------------------------------- tracer
 
+
 def test_tracer_of():
     assert tracer_of("OAS31463_PIB_d0364", None) == "PIB"
     assert tracer_of("/x/OAS30001_AV45_d2430", {"TracerName": "Florbetapir"}) == "AV45"
@@ -159,11 +165,12 @@ def test_tracer_of():
 
 # ----------------------------------------------------------------------------- summation
 
+
 def oblique_affine():
     a = np.zeros((4, 4))
-    a[:3, 0] = [-2.0, 0.0, 0.0]     # i: towards patient right
-    a[:3, 1] = [0.0, 0.0, 2.5]      # j: superior
-    a[:3, 2] = [0.0, -3.0, 0.0]     # k: posterior
+    a[:3, 0] = [-2.0, 0.0, 0.0]  # i: towards patient right
+    a[:3, 1] = [0.0, 0.0, 2.5]  # j: superior
+    a[:3, 2] = [0.0, -3.0, 0.0]  # k: posterior
     a[:3, 3] = [100.0, 80.0, -60.0]
     a[3, 3] = 1.0
     return a
@@ -208,8 +215,9 @@ def test_sum_pet_equals_hand_sum_and_geometry(tmp_path):
 
     # without timing: fallback frames, plain sum
     img2, info2 = sum_pet(path, None, "PIB", WINDOWS, (-4, None), 0.5)
-    np.testing.assert_allclose(sitk.GetArrayFromImage(img2),
-                               (data[..., 48:].astype(np.float64).sum(-1) * 0.5).transpose(2, 1, 0), rtol=1e-6)
+    np.testing.assert_allclose(
+        sitk.GetArrayFromImage(img2), (data[..., 48:].astype(np.float64).sum(-1) * 0.5).transpose(2, 1, 0), rtol=1e-6
+    )
     assert info2["rule_used"] == "fallback" and info2["frames_used"][0]["start_s"] is None
     # timing present but no window for this tracer
     with pytest.raises(IngestError, match="no summation window"):
@@ -232,9 +240,16 @@ def test_ingest_pet_session(tmp_path):
     write_4d(s / "pet1" / "NIFTI" / "sub-OAS30001_ses-d2430_acq-AV45_pet.nii.gz", data, oblique_affine())
     side = s / "pet1" / "BIDS" / "sub-OAS30001_ses-d2430_acq-AV45_pet.json"
     side.parent.mkdir(parents=True)
-    side.write_text(json.dumps({"Modality": "PT", "FrameTimesStart": [3000, 3300, 3600, 3900],
-                                "FrameDuration": [300, 300, 300, 300],
-                                "AcquisitionDateTime": "2011-02-03T10:00:00"}))
+    side.write_text(
+        json.dumps(
+            {
+                "Modality": "PT",
+                "FrameTimesStart": [3000, 3300, 3600, 3900],
+                "FrameDuration": [300, 300, 300, 300],
+                "AcquisitionDateTime": "2011-02-03T10:00:00",
+            }
+        )
+    )
     img, info = ingest_pet_session(s, WINDOWS, (-4, None), 0.5)
     assert info["tracer"] == "AV45" and info["subject"] == "OAS30001" and info["day"] == 2430
     assert info["file"].endswith("acq-AV45_pet.nii.gz") and info["sidecar"].startswith("pet1/BIDS/")

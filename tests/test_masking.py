@@ -27,10 +27,14 @@ def ct_head_with_headrest(shape=(40, 120, 120)):
 
 def test_ct_mask_removes_headrest_and_table_keeps_skull():
     vol, head, hardware = ct_head_with_headrest()
-    mask, info = head_mask(vol, (1.0, 1.0, 1.0), MaskParams(threshold=-500, smoothing_sigma_mm=0.5, opening_radius_mm=3, closing_radius_mm=2))
+    mask, info = head_mask(
+        vol,
+        (1.0, 1.0, 1.0),
+        MaskParams(threshold=-500, smoothing_sigma_mm=0.5, opening_radius_mm=3, closing_radius_mm=2),
+    )
     assert info["components"] >= 2  # head and hardware separated by the opening
     assert not mask[hardware].any(), "headrest or table kept"
-    skull = (vol == 1200.0)
+    skull = vol == 1200.0
     assert mask[skull].mean() > 0.99
     # scalp (outer shell) essentially kept: only the opening's rounding may nibble at it
     assert mask[head].mean() > 0.97
@@ -47,7 +51,13 @@ def test_mr_mask_removes_background_noise():
     vol[r < 0.9] = 20.0  # dark skull (hole in the threshold)
     vol[r < 0.82] = 200.0  # brain
     noisy = np.abs(vol + rng.normal(0, 25, shape) + 1j * rng.normal(0, 25, shape)).astype(np.float32)
-    mask, _ = head_mask(noisy, (1.0, 1.0, 1.0), MaskParams(threshold="otsu", threshold_scale=0.5, smoothing_sigma_mm=1.5, opening_radius_mm=2, closing_radius_mm=3))
+    mask, _ = head_mask(
+        noisy,
+        (1.0, 1.0, 1.0),
+        MaskParams(
+            threshold="otsu", threshold_scale=0.5, smoothing_sigma_mm=1.5, opening_radius_mm=2, closing_radius_mm=3
+        ),
+    )
     inside = r < 0.97
     assert mask[inside].mean() > 0.98  # skull band filled, scalp kept
     assert mask[r > 1.1].mean() < 0.001  # background noise gone

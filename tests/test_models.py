@@ -77,7 +77,9 @@ def test_depth_must_fit_the_image():
 def test_instance_norm_is_per_sample_per_channel():
     layer = models.norm_layer("instance")
     rng = np.random.default_rng(1)
-    x = (rng.normal(size=(3, 8, 8, 5)) * rng.uniform(1, 9, size=(3, 1, 1, 5)) + rng.normal(size=(3, 1, 1, 5)) * 4).astype("float32")
+    x = (
+        rng.normal(size=(3, 8, 8, 5)) * rng.uniform(1, 9, size=(3, 1, 1, 5)) + rng.normal(size=(3, 1, 1, 5)) * 4
+    ).astype("float32")
     y = layer(x).numpy()
     gamma, beta = (w.numpy() for w in layer.weights)
     mean = x.mean(axis=(1, 2), keepdims=True)

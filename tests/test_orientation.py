@@ -8,7 +8,6 @@ import numpy as np
 import SimpleITK as sitk
 
 from fake_trees import ras_affine, sample_grid, write_ct_series
-
 from medcyclegan.geometry import to_canonical
 from medcyclegan.ingest import ct as ct_ingest
 from medcyclegan.ingest import oasis
@@ -31,7 +30,9 @@ def marker_canonical_position(img):
     arr = sitk.GetArrayFromImage(canon)
     z, y, x = np.unravel_index(np.argmax(arr > 0.6 * arr.max()), arr.shape)
     marker = np.argwhere(arr > 0.6 * arr.max()).mean(axis=0)  # centroid, [z, y, x]
-    world = np.array(canon.TransformContinuousIndexToPhysicalPoint([float(marker[2]), float(marker[1]), float(marker[0])]))
+    world = np.array(
+        canon.TransformContinuousIndexToPhysicalPoint([float(marker[2]), float(marker[1]), float(marker[0])])
+    )
     head = np.argwhere(arr > 0.05 * arr.max()).mean(axis=0)
     return world, marker, head
 
@@ -39,7 +40,9 @@ def marker_canonical_position(img):
 def test_marker_same_place_in_ct_mr_pet(tmp_path):
     # CT: axial DICOM, shuffled file names
     series = tmp_path / "ct" / "CT PLAIN THIN"
-    write_ct_series(series, n=80, size=96, hu_fn=lambda lps: np.where(phantom_value(lps) > 0, phantom_value(lps), -1000.0))
+    write_ct_series(
+        series, n=80, size=96, hu_fn=lambda lps: np.where(phantom_value(lps) > 0, phantom_value(lps), -1000.0)
+    )
     ct_world, ct_marker, ct_head = marker_canonical_position(ct_ingest.read_ct_series(series))
 
     # MR: sagittal, array axes (A->P, S->I, R->L): not RAS-ordered

@@ -31,15 +31,27 @@ def exported_model(tmp_path_factory):
 
     export_models(tiny(), tiny(), model_dir, "mr2ct", image_size=64, step=0, ct_value_range=(-1024.0, 3000.0))
     cfg = validate_config(yaml.safe_load((ROOT / "config.yaml").read_text()))
-    write_preprocessing(model_dir, preprocessing_record(
-        "mr", spacing_mm=cfg["geometry"]["spacing_mm"], mask_cfg=cfg["masking"]["mr"], slicing_cfg=cfg["slicing"],
-        intensity_cfg={"mr_percentiles": cfg["intensity"]["mr_percentiles"]}))
+    write_preprocessing(
+        model_dir,
+        preprocessing_record(
+            "mr",
+            spacing_mm=cfg["geometry"]["spacing_mm"],
+            mask_cfg=cfg["masking"]["mr"],
+            slicing_cfg=cfg["slicing"],
+            intensity_cfg={"mr_percentiles": cfg["intensity"]["mr_percentiles"]},
+        ),
+    )
     return model_dir
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "medcyclegan", "predict", *map(str, args)], capture_output=True,
-                          text=True, timeout=600, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "medcyclegan", "predict", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
 
 
 def test_predict_cli_on_a_foreign_nifti(tmp_path, exported_model):

@@ -56,10 +56,16 @@ def fake_model(tmp_path):
     cfg = validate_config(yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text()))
     model = tmp_path / "model"
     model.mkdir()
-    (model / "manifest.json").write_text(json.dumps({"task": "mr2ct", "source_modality": "mr", "step": 0,
-                                                     "ct_value_range": [-1024.0, 3000.0]}))
-    record = synthesis.preprocessing_record("mr", spacing_mm=cfg["geometry"]["spacing_mm"], mask_cfg=cfg["masking"]["mr"],
-                                            slicing_cfg=cfg["slicing"], intensity_cfg={"mr_percentiles": [0.5, 99.5]})
+    (model / "manifest.json").write_text(
+        json.dumps({"task": "mr2ct", "source_modality": "mr", "step": 0, "ct_value_range": [-1024.0, 3000.0]})
+    )
+    record = synthesis.preprocessing_record(
+        "mr",
+        spacing_mm=cfg["geometry"]["spacing_mm"],
+        mask_cfg=cfg["masking"]["mr"],
+        slicing_cfg=cfg["slicing"],
+        intensity_cfg={"mr_percentiles": [0.5, 99.5]},
+    )
     synthesis.write_preprocessing(model, record)
     return model
 
@@ -77,8 +83,10 @@ def marker_world(path, reference=None):
     return img.affine[:3, :3] @ c + img.affine[:3, 3]
 
 
-@pytest.mark.parametrize("codes,shape,zooms,oblique", [("PIL", (150, 170, 130), (1.3, 1.1, 1.4), 0.0),
-                                                       ("LAS", (120, 190, 100), (1.6, 1.0, 1.9), 12.0)])
+@pytest.mark.parametrize(
+    "codes,shape,zooms,oblique",
+    [("PIL", (150, 170, 130), (1.3, 1.1, 1.4), 0.0), ("LAS", (120, 190, 100), (1.6, 1.0, 1.9), 12.0)],
+)
 def test_marker_keeps_its_world_position(tmp_path, fake_model, codes, shape, zooms, oblique):
     src, src0 = tmp_path / "mr.nii.gz", tmp_path / "mr_nomarker.nii.gz"
     phantom(src, codes, shape, zooms, oblique_deg=oblique)
@@ -122,11 +130,20 @@ def test_dynamic_pet_input_gives_a_3d_sct_on_its_spatial_grid(tmp_path):
     cfg = validate_config(yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text()))
     model = tmp_path / "model"
     model.mkdir()
-    (model / "manifest.json").write_text(json.dumps({"task": "pet2ct", "source_modality": "pet", "step": 0,
-                                                     "ct_value_range": [-1024.0, 3000.0]}))
-    synthesis.write_preprocessing(model, synthesis.preprocessing_record(
-        "pet", spacing_mm=cfg["geometry"]["spacing_mm"], mask_cfg=cfg["masking"]["pet"], slicing_cfg=cfg["slicing"],
-        intensity_cfg={"pet_percentiles": [0.5, 99.5]}, pet=cfg["pet"]))
+    (model / "manifest.json").write_text(
+        json.dumps({"task": "pet2ct", "source_modality": "pet", "step": 0, "ct_value_range": [-1024.0, 3000.0]})
+    )
+    synthesis.write_preprocessing(
+        model,
+        synthesis.preprocessing_record(
+            "pet",
+            spacing_mm=cfg["geometry"]["spacing_mm"],
+            mask_cfg=cfg["masking"]["pet"],
+            slicing_cfg=cfg["slicing"],
+            intensity_cfg={"pet_percentiles": [0.5, 99.5]},
+            pet=cfg["pet"],
+        ),
+    )
     static = tmp_path / "static.nii.gz"
     phantom(static, codes="LPS", shape=(96, 110, 80), zooms=(2.0, 2.0, 2.4))
     img3 = nib.load(str(static))

@@ -93,6 +93,7 @@ def data(tmp_path_factory):
 
 # ----------------------------------------------------------------------------- image pool
 
+
 def test_image_pool_fills_then_swaps_with_p_half():
     pool = image_pool.ImagePool(50, (2, 2, 1), seed=3)
     imgs = [np.full((1, 2, 2, 1), float(i), np.float32) for i in range(1000)]
@@ -133,6 +134,7 @@ def test_image_pool_batch_and_disabled():
 
 # ----------------------------------------------------------------------------- LR schedule
 
+
 def test_lr_schedule_constant_then_linear_to_zero():
     s = schedules.ConstantThenLinearDecay(2e-4, constant_steps=100, decay_steps=50)
     lr = lambda k: float(s(k))  # noqa: E731
@@ -159,6 +161,7 @@ def test_lr_schedule_constant_then_linear_to_zero():
 
 
 # ----------------------------------------------------------------------------- losses
+
 
 def test_losses():
     ones, zeros = tf.ones([1, 4, 4, 1]), tf.zeros([1, 4, 4, 1])
@@ -203,6 +206,7 @@ def test_vgg_loss_from_local_weights_file(tmp_path):
 
 # ----------------------------------------------------------------------------- config
 
+
 def test_task_config_defaults_overrides_and_errors():
     base = training.task_config({}, "mr2ct")
     assert base == {**training.default_config()}
@@ -244,6 +248,7 @@ def test_config_file_validates_with_snakemake_schema():
 
 # ----------------------------------------------------------------------------- input
 
+
 def test_unpaired_dataset_shapes_resize_and_independence(data):
     cfg = tiny_config(batch_size=2)
     src, ct = next(iter(training.unpaired_dataset(data["mr"], data["ct"], cfg, seed=1)))
@@ -260,6 +265,7 @@ def test_unpaired_dataset_shapes_resize_and_independence(data):
 
 # ----------------------------------------------------------------------------- train step
 
+
 @pytest.fixture(scope="module")
 def trainer():
     import keras
@@ -275,7 +281,18 @@ def test_train_steps_change_every_model(trainer, data):
     it = iter(training.unpaired_dataset(data["mr"], data["ct"], trainer.cfg, seed=0))
     for _ in range(3):
         out = trainer.train_step(*next(it))
-    assert set(out) >= {"g_adv_ct", "g_adv_src", "cycle_src", "cycle_ct", "outline", "identity", "perceptual", "g_total", "d_ct", "d_src"}
+    assert set(out) >= {
+        "g_adv_ct",
+        "g_adv_src",
+        "cycle_src",
+        "cycle_ct",
+        "outline",
+        "identity",
+        "perceptual",
+        "g_total",
+        "d_ct",
+        "d_src",
+    }
     assert all(np.isfinite(float(v)) for v in out.values())
     for k, m in trainer.models.items():
         after = [w.numpy() for w in m.trainable_weights]
@@ -308,7 +325,9 @@ def test_checkpoint_restore_is_exact(tmp_path, data, trainer):
     keras.utils.set_random_seed(123)  # different init: restore must overwrite everything
     t2 = training.CycleGANTrainer(cfg)
     fresh = t2.all_variables()
-    t2.checkpoint.restore(tf.train.CheckpointManager(t2.checkpoint, str(tmp_path / "ck"), 2).latest_checkpoint).assert_consumed()
+    t2.checkpoint.restore(
+        tf.train.CheckpointManager(t2.checkpoint, str(tmp_path / "ck"), 2).latest_checkpoint
+    ).assert_consumed()
     restored = t2.all_variables()
     assert restored.keys() == saved.keys()
     assert sum(not np.array_equal(fresh[n], saved[n]) for n in saved) > 10
@@ -322,6 +341,7 @@ def test_checkpoint_restore_is_exact(tmp_path, data, trainer):
 
 
 # ----------------------------------------------------------------------------- whole run
+
 
 @pytest.mark.slow
 def test_run_training_resume_and_export(tmp_path, data, caplog):
@@ -364,19 +384,20 @@ def test_run_training_resume_and_export(tmp_path, data, caplog):
     script = textwrap.dedent(
         f"""
         import sys, numpy as np, tensorflow as tf, keras
-        m = tf.saved_model.load({str(paths['model_dir'] / 'mr2ct')!r})
-        x = np.load({str(tmp_path / 'x.npy')!r})
-        np.save({str(tmp_path / 'y.npy')!r}, m.serve(tf.constant(x)).numpy())
-        layer = keras.layers.TFSMLayer({str(paths['model_dir'] / 'ct2mr')!r}, call_endpoint="serve")
+        m = tf.saved_model.load({str(paths["model_dir"] / "mr2ct")!r})
+        x = np.load({str(tmp_path / "x.npy")!r})
+        np.save({str(tmp_path / "y.npy")!r}, m.serve(tf.constant(x)).numpy())
+        layer = keras.layers.TFSMLayer({str(paths["model_dir"] / "ct2mr")!r}, call_endpoint="serve")
         assert tuple(layer(x).shape) == x.shape
         assert not any(k.startswith("medcyclegan") for k in sys.modules), "medcyclegan was imported"
         """
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), here, atol=1e-6)
-
 
 
 def test_checkpoint_dir_is_tied_to_config_and_data(tmp_path, data, caplog):
@@ -407,12 +428,15 @@ def test_checkpoint_dir_is_tied_to_config_and_data(tmp_path, data, caplog):
     # same config but different network code (architecture hash): also a fresh start
     caplog.clear()
     (ck / "ckpt-8.index").write_text("x")
-    code = training.run_fingerprint({**cfg, "unet_filters": 8}, {"src_train": data["mr_test"], "ct_train": data["ct"]}, "abc")
+    code = training.run_fingerprint(
+        {**cfg, "unet_filters": 8}, {"src_train": data["mr_test"], "ct_train": data["ct"]}, "abc"
+    )
     training.prepare_checkpoint_dir(ck, code)
     assert "code (architecture)" in caplog.text and not (ck / "ckpt-8.index").exists()
 
 
 # ----------------------------------------------------------------------------- slice evaluation
+
 
 def test_mae_in_mask_by_hand():
     pred = np.array([[0.0, 100.0], [50.0, -20.0]])

@@ -109,7 +109,9 @@ TINY_TRAINING = {
 def test_demo_training_to_examples_grid(demo_run):
     """The main command's DAG end to end (tiny budget): TFRecords -> model -> examples.png."""
     write_config(demo_run, TINY_TRAINING, name="tiny_training.yaml", base=demo_run / "config.yaml")
-    snakemake(demo_run, "-j2", "results/mr2ct/examples.png", "results/mr2ct/slice_eval.json", config="tiny_training.yaml")
+    snakemake(
+        demo_run, "-j2", "results/mr2ct/examples.png", "results/mr2ct/slice_eval.json", config="tiny_training.yaml"
+    )
     png = demo_run / "results/mr2ct/examples.png"
     assert png.stat().st_size > 20_000
     import json
@@ -138,15 +140,34 @@ def test_killed_training_job_resumes_when_the_command_is_rerun(demo_run):
 
     from workflow_utils import ROOT
 
-    budget = {"training": {**TINY_TRAINING["training"], "steps": 400, "lr_decay_steps": 100, "checkpoint_every": 20,
-                           "log_every": 20}}
+    budget = {
+        "training": {
+            **TINY_TRAINING["training"],
+            "steps": 400,
+            "lr_decay_steps": 100,
+            "checkpoint_every": 20,
+            "log_every": 20,
+        }
+    }
     write_config(demo_run, budget, name="resume.yaml", base=demo_run / "config.yaml")
     target = "results/pet2ct/training_summary.json"
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(demo_run),
-           "--configfile", str(demo_run / "resume.yaml"), "-j2", target]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(ROOT / "Snakefile"),
+        "-d",
+        str(demo_run),
+        "--configfile",
+        str(demo_run / "resume.yaml"),
+        "-j2",
+        target,
+    ]
     ckdir = demo_run / "results/pet2ct/checkpoints"
-    proc = subprocess.Popen(cmd, cwd=demo_run, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, cwd=demo_run, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     try:
         deadline = time.time() + 900
         while not sorted(ckdir.glob("ckpt-*.index"))[1:] and time.time() < deadline and proc.poll() is None:
@@ -159,13 +180,18 @@ def test_killed_training_job_resumes_when_the_command_is_rerun(demo_run):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     assert not (demo_run / target).exists()
-    saved = sorted(int(p.name[len("ckpt-"):-len(".index")]) for p in ckdir.glob("ckpt-*.index"))
+    saved = sorted(int(p.name[len("ckpt-") : -len(".index")]) for p in ckdir.glob("ckpt-*.index"))
     assert saved and saved[-1] < 400, saved
 
     snakemake(demo_run, "-j2", target, config="resume.yaml")
     log = (demo_run / "logs/train/pet2ct.log").read_text()
     assert f"resuming from step {saved[-1]}" in log
     summary = json.loads((demo_run / target).read_text())
-    print("interrupted after checkpoint", saved[-1], "-> resumed:", {k: summary[k] for k in ("resumed_from", "steps_this_run", "steps")})
+    print(
+        "interrupted after checkpoint",
+        saved[-1],
+        "-> resumed:",
+        {k: summary[k] for k in ("resumed_from", "steps_this_run", "steps")},
+    )
     assert summary["resumed_from"] == saved[-1] and summary["steps"] == 400
     assert summary["steps_this_run"] == 400 - saved[-1]

@@ -10,5 +10,9 @@ smk = snakemake  # noqa: F821
 with job_logging(smk.log[0]):
     from medcyclegan import baselines, io
 
-    io.write_json(smk.output[0], baselines.fit_baselines(list(smk.input.src), list(smk.input.ct),
-                                                         list(smk.input.ground_truth), n_bins=smk.params.n_bins))
+    io.write_json(
+        smk.output[0],
+        baselines.fit_baselines(
+            list(smk.input.src), list(smk.input.ct), list(smk.input.ground_truth), n_bins=smk.params.n_bins
+        ),
+    )

@@ -12,7 +12,16 @@ with job_logging(smk.log[0]):
     from medcyclegan.synthesis import original_input
 
     evaluation.evaluate_volume(
-        smk.wildcards.volume, smk.input.sct, smk.input.ground_truth, smk.input.npz, smk.input.mask, smk.input.volume,
-        original_input(smk.input.info, smk.input.source), smk.input.baselines, smk.output.scores, smk.output.panel,
-        gt_mask_path=smk.input.gt_mask[0] if smk.input.gt_mask else None, ct_mask_cfg=smk.params.ct_mask,
+        smk.wildcards.volume,
+        smk.input.sct,
+        smk.input.ground_truth,
+        smk.input.npz,
+        smk.input.mask,
+        smk.input.volume,
+        original_input(smk.input.info, smk.input.source),
+        smk.input.baselines,
+        smk.output.scores,
+        smk.output.panel,
+        gt_mask_path=smk.input.gt_mask[0] if smk.input.gt_mask else None,
+        ct_mask_cfg=smk.params.ct_mask,
     )

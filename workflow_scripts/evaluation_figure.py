@@ -10,5 +10,10 @@ smk = snakemake  # noqa: F821
 with job_logging(smk.log[0]):
     from medcyclegan import evaluation
 
-    evaluation.evaluation_figure(list(smk.input.panels), smk.output[0], task=smk.wildcards.task,
-                                 hu_window=smk.params.hu_window, max_subjects=smk.params.max_subjects)
+    evaluation.evaluation_figure(
+        list(smk.input.panels),
+        smk.output[0],
+        task=smk.wildcards.task,
+        hu_window=smk.params.hu_window,
+        max_subjects=smk.params.max_subjects,
+    )

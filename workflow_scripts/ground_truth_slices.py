@@ -4,10 +4,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821 (injected by Snakemake)
 
-from medcyclegan.logutil import job_logging  # noqa: E402
-
 from medcyclegan import pipeline  # noqa: E402
+from medcyclegan.logutil import job_logging  # noqa: E402
 
 smk = snakemake  # noqa: F821
 with job_logging(smk.log[0]):
-    pipeline.ground_truth(smk.input.ground_truth, smk.input.volume, smk.input.npz, smk.output[0], ct_mask_cfg=smk.params.ct_mask)
+    pipeline.ground_truth(
+        smk.input.ground_truth, smk.input.volume, smk.input.npz, smk.output[0], ct_mask_cfg=smk.params.ct_mask
+    )

@@ -11,5 +11,10 @@ with job_logging(smk.log[0]):
     from medcyclegan import evaluation
     from medcyclegan.training import load_manifest
 
-    evaluation.metrics_table(list(smk.input.scores), smk.output.csv, smk.output.json, task=smk.wildcards.task,
-                             model_manifest=load_manifest(smk.input.model))
+    evaluation.metrics_table(
+        list(smk.input.scores),
+        smk.output.csv,
+        smk.output.json,
+        task=smk.wildcards.task,
+        model_manifest=load_manifest(smk.input.model),
+    )

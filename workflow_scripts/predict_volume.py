@@ -12,5 +12,10 @@ with job_logging(smk.log[0]):
     from medcyclegan.training import configure_tensorflow
 
     configure_tensorflow(smk.threads)
-    synthesis.predict(smk.input.model, smk.input.volume, smk.output[0], preprocessing=smk.input.preprocessing,
-                      batch_size=smk.params.batch_size)
+    synthesis.predict(
+        smk.input.model,
+        smk.input.volume,
+        smk.output[0],
+        preprocessing=smk.input.preprocessing,
+        batch_size=smk.params.batch_size,
+    )

@@ -12,5 +12,13 @@ with job_logging(smk.log[0]):
     from medcyclegan.training import configure_tensorflow
 
     configure_tensorflow(smk.threads)
-    synthesis.synthesize_job(smk.input.model, smk.input.npz, smk.input.mask, smk.input.volume, smk.input.info,
-                             smk.input.source, smk.output[0], batch_size=smk.params.batch_size)
+    synthesis.synthesize_job(
+        smk.input.model,
+        smk.input.npz,
+        smk.input.mask,
+        smk.input.volume,
+        smk.input.info,
+        smk.input.source,
+        smk.output[0],
+        batch_size=smk.params.batch_size,
+    )

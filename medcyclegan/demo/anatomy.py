@@ -42,16 +42,13 @@ HEAD_CENTER_MNI = np.array([0.0, -17.0, 10.0])
 BASE_SCALE = 0.92
 
 # Label codes of the phantom.
-AIR, SKIN, FAT, SOFT, CORTICAL, DIPLOE, CSF, BRAIN, EYE, LENS, CARTILAGE, CORD, TEETH, CALC, \
-    MARROW = range(15)
+AIR, SKIN, FAT, SOFT, CORTICAL, DIPLOE, CSF, BRAIN, EYE, LENS, CARTILAGE, CORD, TEETH, CALC, MARROW = range(15)
 
 #                     air    skin  fat  soft cortical diploe csf brain eye lens cart cord teeth calc marrow
 _CT_HU = np.array([-1000.0, 45, -90, 42, 1650, 750, 8, 0, 12, 75, 110, 32, 2400, 180, 350], np.float32)
 _T1 = np.array([0.0, 110, 235, 75, 8, 150, 42, 0, 30, 70, 60, 150, 5, 20, 140], np.float32)
-_PERF = np.array([0.0, 0.12, 0.03, 0.12, 0.04, 0.06, 0.03, 0, 0.05, 0.02, 0.05, 0.3, 0.0, 0.05, 0.08],
-                 np.float32)
-_RET_SOFT = np.array([0.0, 0.05, 0.02, 0.05, 0.03, 0.05, 0.01, 0, 0.02, 0.0, 0.02, 0.5, 0.0, 0.0, 0.05],
-                     np.float32)
+_PERF = np.array([0.0, 0.12, 0.03, 0.12, 0.04, 0.06, 0.03, 0, 0.05, 0.02, 0.05, 0.3, 0.0, 0.05, 0.08], np.float32)
+_RET_SOFT = np.array([0.0, 0.05, 0.02, 0.05, 0.03, 0.05, 0.01, 0, 0.02, 0.0, 0.02, 0.5, 0.0, 0.0, 0.05], np.float32)
 
 
 def mni_dir() -> Path:
@@ -113,8 +110,7 @@ def _signed_distance(mask: np.ndarray, spacing: float = 1.0) -> np.ndarray:
 
     img = sitk.GetImageFromArray(mask.astype(np.uint8))
     img.SetSpacing((spacing,) * 3)
-    d = sitk.SignedMaurerDistanceMap(img, insideIsPositive=False, squaredDistance=False,
-                                     useImageSpacing=True)
+    d = sitk.SignedMaurerDistanceMap(img, insideIsPositive=False, squaredDistance=False, useImageSpacing=True)
     return sitk.GetArrayViewFromImage(d).astype(np.float32)
 
 
@@ -177,7 +173,7 @@ def head_anatomy() -> Anatomy:
 
     def embed(a, dtype=np.float32):
         out = np.zeros(shape, dtype)
-        out[:, : a.shape[1], oz: oz + a.shape[2]] = a
+        out[:, : a.shape[1], oz : oz + a.shape[2]] = a
         return out
 
     t1_mni = embed(_load_mni("t1"))
@@ -252,12 +248,11 @@ def head_anatomy() -> Anatomy:
     cy = float(np.nonzero(bz)[1].mean() + GRID_Y[0])  # medulla centre (y) at the box bottom
     sl, (xx, yy, zz) = p.box((-40, cy - 60, GRID_Z[0]), (40, cy + 40, -64))
     sub = label[sl]
-    r_canal = np.sqrt(xx ** 2 + (yy - cy) ** 2)
+    r_canal = np.sqrt(xx**2 + (yy - cy) ** 2)
     vb = np.sqrt((xx / 13.0) ** 2 + ((yy - (cy + 24.0)) / 10.0) ** 2)  # vertebral bodies
     disc = (np.mod(zz + 300.0, 16.0) < 3.0) & (zz < -84.0)
     arch = (r_canal > 8.0) & (r_canal < 13.0) & (yy < cy + 6) & (zz < -74.0)
-    spinous = (np.abs(xx) < 3.0) & (yy < cy - 10) & (yy > cy - 32) & (zz < -74.0) & \
-        (np.mod(zz + 300.0, 16.0) > 5.0)
+    spinous = (np.abs(xx) < 3.0) & (yy < cy - 10) & (yy > cy - 32) & (zz < -74.0) & (np.mod(zz + 300.0, 16.0) > 5.0)
     body = (vb <= 1.0) & (zz < -76.0)
     sub[(arch | spinous | body) & (sub != AIR)] = MARROW
     sub[((vb > 0.8) & (vb <= 1.0) & (zz < -76.0)) | ((arch | spinous) & (np.abs(r_canal - 10.5) > 1.2))] = CORTICAL
@@ -271,8 +266,9 @@ def head_anatomy() -> Anatomy:
     # --- face: orbits with fat, eyes and lenses; sinuses; nasal cavity; palate; jaw; teeth ---
     for sx in (-1, 1):
         oc = (30.0 * sx, 46.0, ze)
-        p.ellipsoid(oc, (17.0, 27.0, 16.0), CORTICAL, shell=1.8,
-                    where=lambda x, y, z, sl: (y < 64.0) & (label[sl] != AIR))
+        p.ellipsoid(
+            oc, (17.0, 27.0, 16.0), CORTICAL, shell=1.8, where=lambda x, y, z, sl: (y < 64.0) & (label[sl] != AIR)
+        )
         p.ellipsoid(oc, (17.0, 27.0, 16.0), FAT)
         p.ellipsoid((32.0 * sx, 58.0, ze), (12.0, 12.0, 12.0), EYE)
         p.ellipsoid((32.0 * sx, 67.5, ze), (4.5, 2.0, 4.5), LENS)
@@ -302,8 +298,14 @@ def head_anatomy() -> Anatomy:
     del sub, arch_r, upper, xx, yy, zz
     # mandible: polyline (ramus + body), rasterised, thickened with an anisotropic distance map
     t = np.linspace(-1.0, 1.0, 121)
-    body_pts = np.stack([46.0 * np.sin(t * np.pi / 2.0), -6.0 + 78.0 * np.cos(t * np.pi / 2.0) ** 1.4,
-                         ze - 84.0 - 14.0 * np.cos(t * np.pi / 2.0)], 1)
+    body_pts = np.stack(
+        [
+            46.0 * np.sin(t * np.pi / 2.0),
+            -6.0 + 78.0 * np.cos(t * np.pi / 2.0) ** 1.4,
+            ze - 84.0 - 14.0 * np.cos(t * np.pi / 2.0),
+        ],
+        1,
+    )
     ramus = []
     for sx in (-1, 1):
         s = np.linspace(0.0, 1.0, 40)[:, None]
@@ -325,7 +327,7 @@ def head_anatomy() -> Anatomy:
     del sub, d, line, jaw, lower_teeth, top, xx, yy, zz
 
     # --- skull (after the face so that the orbital roofs/skull base win) ---
-    cut = (z > -70.0) & ~((z < -56.0) & (np.sqrt(x ** 2 + (y - cy) ** 2) < 17.0))  # foramen magnum
+    cut = (z > -70.0) & ~((z < -56.0) & (np.sqrt(x**2 + (y - cy) ** 2) < 17.0))  # foramen magnum
     shell = (sd_ic > 0) & (sd_ic <= thick) & cut & (sd_head < -1.0)
     inner = sd_ic <= 1.6
     outer = sd_ic >= thick - 1.9
@@ -333,12 +335,20 @@ def head_anatomy() -> Anatomy:
     label[shell & (inner | outer | (thick < 4.2))] = CORTICAL
     del inner, outer, cut
     # frontal sinus (air inside the frontal bone)
-    p.ellipsoid(fs_c, (15.0, 5.5, 11.0), AIR, where=lambda x, y, z, sl: shell[sl] & (sd_ic[sl] > 1.2)
-                & (sd_ic[sl] < thick[sl] - 1.5))
+    p.ellipsoid(
+        fs_c,
+        (15.0, 5.5, 11.0),
+        AIR,
+        where=lambda x, y, z, sl: shell[sl] & (sd_ic[sl] > 1.2) & (sd_ic[sl] < thick[sl] - 1.5),
+    )
     # mastoid air cells: small air pockets in the bone behind the ears
     for sx in (-1, 1):
-        p.ellipsoid((60.0 * sx, -40.0, -52.0), (8.0, 9.0, 9.0), AIR,
-                    where=lambda x, y, z, sl: shell[sl] & (np.mod(x + y + z, 4.0) < 2.0))
+        p.ellipsoid(
+            (60.0 * sx, -40.0, -52.0),
+            (8.0, 9.0, 9.0),
+            AIR,
+            where=lambda x, y, z, sl: shell[sl] & (np.mod(x + y + z, 4.0) < 2.0),
+        )
     del shell, thick, scalp
 
     # --- intracranial contents ---
@@ -347,8 +357,9 @@ def head_anatomy() -> Anatomy:
     label[ic] = CSF
     label[ic & brain] = BRAIN
     del ic
-    p.ellipsoid((0.0, -30.0, 3.0), (2.5, 3.0, 2.5), CALC,
-                where=lambda x, y, z, sl: label[sl] == BRAIN)  # calcified pineal gland
+    p.ellipsoid(
+        (0.0, -30.0, 3.0), (2.5, 3.0, 2.5), CALC, where=lambda x, y, z, sl: label[sl] == BRAIN
+    )  # calcified pineal gland
 
     # --- properties ---
     isbrain = np.nonzero(label == BRAIN)
@@ -395,8 +406,14 @@ def head_anatomy() -> Anatomy:
         img.SetDirection((-1.0, 0, 0, 0, -1.0, 0, 0, 0, 1.0))
         return img
 
-    return Anatomy(ct=to_sitk(ct), t1=to_sitk(t1), perf=to_sitk(perf), ret_wm=to_sitk(ret_wm),
-                   ret_ctx=to_sitk(ret_ctx), surface=surface)
+    return Anatomy(
+        ct=to_sitk(ct),
+        t1=to_sitk(t1),
+        perf=to_sitk(perf),
+        ret_wm=to_sitk(ret_wm),
+        ret_ctx=to_sitk(ret_ctx),
+        surface=surface,
+    )
 
 
 # ------------------------------------------------------------------------------------------
@@ -424,7 +441,7 @@ class Pose:
     def to_world(self, mni_pts: np.ndarray) -> np.ndarray:
         return (np.asarray(mni_pts) - HEAD_CENTER_MNI) * np.asarray(self.scale) @ self.rotation.T + self.center
 
-    def moved(self, center) -> "Pose":
+    def moved(self, center) -> Pose:
         return Pose(self.scale, self.rotation, tuple(float(v) for v in center))
 
 

@@ -49,8 +49,13 @@ def _headrest(head_xy: np.ndarray, r: np.random.Generator) -> dict:
 
     ``head_xy`` are LPS (x, y) skin points of the head inside the series' z range.
     """
-    p = dict(xh=float(np.median(head_xy[:, 0])) + r.uniform(-4, 4), radius=r.uniform(100, 140),
-             half_w=r.uniform(65, 85), thick=r.uniform(5, 8), hu=r.uniform(40, 200))
+    p = dict(
+        xh=float(np.median(head_xy[:, 0])) + r.uniform(-4, 4),
+        radius=r.uniform(100, 140),
+        half_w=r.uniform(65, 85),
+        thick=r.uniform(5, 8),
+        hu=r.uniform(40, 200),
+    )
     near = np.abs(head_xy[:, 0] - p["xh"]) < p["half_w"]
     gap = r.uniform(0.0, 4.0)
     p["y0"] = float(np.max(head_xy[near, 1] - (head_xy[near, 0] - p["xh"]) ** 2 / (2 * p["radius"]))) + gap
@@ -131,8 +136,9 @@ def _base_dataset(*, study, series, index, pixel, rows, cols, desc, number, thic
     return ds
 
 
-def _write_series(folder: Path, stored: np.ndarray, z: np.ndarray, x0: float, y0: float, *, base,
-                  uid_parts, frame_uid, compress: bool) -> None:
+def _write_series(
+    folder: Path, stored: np.ndarray, z: np.ndarray, x0: float, y0: float, *, base, uid_parts, frame_uid, compress: bool
+) -> None:
     """Write slices ``stored[k]`` (rows, cols) at heights ``z[k]``, files numbered top-down."""
     import copy
 
@@ -170,23 +176,28 @@ def _to_stored(hu: np.ndarray, outside: np.ndarray) -> np.ndarray:
     return np.where(outside, 0.0, s).astype(np.uint16)  # ``outside`` broadcasts over leading axes
 
 
-def write_ct_study(ct_root, index: int, seed: int, *, matrix: int = 512, thin_mm: float = 0.625,
-                   thick_mm: float = 5.0) -> Path:
+def write_ct_study(
+    ct_root, index: int, seed: int, *, matrix: int = 512, thin_mm: float = 0.625, thick_mm: float = 5.0
+) -> Path:
     """Render and write one CQ500-style study; returns ``ct_root/CQ500-CT-{index}``."""
     from scipy import ndimage as ndi
 
     if matrix < 16 or thin_mm <= 0 or thick_mm <= 0:
-        raise ValueError(f"write_ct_study: need matrix >= 16 and positive slice thicknesses, got "
-                         f"matrix={matrix}, thin_mm={thin_mm}, thick_mm={thick_mm}")
+        raise ValueError(
+            f"write_ct_study: need matrix >= 16 and positive slice thicknesses, got "
+            f"matrix={matrix}, thin_mm={thin_mm}, thick_mm={thick_mm}"
+        )
     ct_root = Path(ct_root)
     target = ct_root / layout.ct_study_ids(index + 1)[index]
     anat = anatomy.head_anatomy()
     r_pose = layout.rng(seed, "ct-pose", index)
     r_scan = layout.rng(seed, "ct-scan", index)
 
-    pose = anatomy.Pose(anatomy.random_scale(layout.rng(seed, "ct-anatomy", index)),
-                        anatomy.random_rotation(r_pose),
-                        (r_pose.uniform(-10, 10), r_pose.uniform(-10, 10), r_pose.uniform(-200, -100)))
+    pose = anatomy.Pose(
+        anatomy.random_scale(layout.rng(seed, "ct-anatomy", index)),
+        anatomy.random_rotation(r_pose),
+        (r_pose.uniform(-10, 10), r_pose.uniform(-10, 10), r_pose.uniform(-200, -100)),
+    )
     skin = pose.to_world(anat.surface) * [-1.0, -1.0, 1.0]  # RAS -> LPS
 
     # slices: thin series from just above the vertex down over ~150 mm
@@ -206,8 +217,9 @@ def write_ct_study(ct_root, index: int, seed: int, *, matrix: int = 512, thin_mm
     ys = y0 + pixel * np.arange(matrix)
 
     a_lps = np.array([[pixel, 0, 0, x0], [0, pixel, 0, y0], [0, 0, thin_mm, z_thin[0]], [0, 0, 0, 1.0]])
-    hu = anatomy.render(anat.ct, np.diag([-1.0, -1.0, 1.0, 1.0]) @ a_lps, (matrix, matrix, n_thin), pose,
-                        default=-1000.0).transpose(2, 1, 0)  # (slice, row, col), C-contiguous
+    hu = anatomy.render(
+        anat.ct, np.diag([-1.0, -1.0, 1.0, 1.0]) @ a_lps, (matrix, matrix, n_thin), pose, default=-1000.0
+    ).transpose(2, 1, 0)  # (slice, row, col), C-contiguous
 
     # headrest under the back of the head (not over the top slices) and the table
     rest_hu, rest_frac = (a.T for a in _headrest_image(rest, xs, ys, pixel))  # (row, col)
@@ -247,22 +259,42 @@ def write_ct_study(ct_root, index: int, seed: int, *, matrix: int = 512, thin_mm
         thick[k] = _to_stored(slab, outside)
     del hu
 
-    names = [THIN_NAMES[int(r_scan.integers(len(THIN_NAMES)))].format(mm=f"{thin_mm:g}"), "BONE",
-             f"{thick_mm:g}mm"]
+    names = [THIN_NAMES[int(r_scan.integers(len(THIN_NAMES)))].format(mm=f"{thin_mm:g}"), "BONE", f"{thick_mm:g}mm"]
     numbers = [2, 3, 4]
     study_uid = _uid(seed, "ct", index, "study")
     frame_uid = _uid(seed, "ct", index, "frame")
     patient = f"CQ500CT{index}"
     with layout.atomic_dir(target) as tmp:
         study_dir = tmp / f"{patient} {patient}" / "Unknown Study"
-        specs = [(names[0], plain, z_thin, thin_mm, "STANDARD", (40, 80), True),
-                 (names[1], bone, z_thin, thin_mm, "BONE", (500, 3000), False),
-                 (names[2], thick, z_thick, thick_mm, "STANDARD", (40, 80), False)]
+        specs = [
+            (names[0], plain, z_thin, thin_mm, "STANDARD", (40, 80), True),
+            (names[1], bone, z_thin, thin_mm, "BONE", (500, 3000), False),
+            (names[2], thick, z_thick, thick_mm, "STANDARD", (40, 80), False),
+        ]
         for (desc, stored, zz, th, kernel, window, compress), number in zip(specs, numbers):
             parts = (seed, "ct", index, "series", number)
-            base = _base_dataset(study=study_uid, series=_uid(*parts), index=index, pixel=pixel,
-                                 rows=matrix, cols=matrix, desc=desc, number=number, thickness=th,
-                                 kernel=kernel, window=window)
-            _write_series(study_dir / f"CT {desc}", stored, np.round(zz, 4), x0, y0, base=base,
-                          uid_parts=parts, frame_uid=frame_uid, compress=compress)
+            base = _base_dataset(
+                study=study_uid,
+                series=_uid(*parts),
+                index=index,
+                pixel=pixel,
+                rows=matrix,
+                cols=matrix,
+                desc=desc,
+                number=number,
+                thickness=th,
+                kernel=kernel,
+                window=window,
+            )
+            _write_series(
+                study_dir / f"CT {desc}",
+                stored,
+                np.round(zz, 4),
+                x0,
+                y0,
+                base=base,
+                uid_parts=parts,
+                frame_uid=frame_uid,
+                compress=compress,
+            )
     return target

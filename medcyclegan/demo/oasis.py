@@ -56,8 +56,10 @@ def _affine(codes: str, shape, zooms, centre) -> np.ndarray:
 def _place(pose: anatomy.Pose, affine, shape, r: np.random.Generator, top_margin, jitter) -> anatomy.Pose:
     """Move the head so its vertex sits ``top_margin`` mm below the top of the grid, centred
     (+-``jitter`` mm) in x and y - as a technician would position the field of view."""
-    corners = np.array([[i, j, k, 1.0] for i in (0, shape[0] - 1) for j in (0, shape[1] - 1)
-                        for k in (0, shape[2] - 1)]) @ affine.T
+    corners = (
+        np.array([[i, j, k, 1.0] for i in (0, shape[0] - 1) for j in (0, shape[1] - 1) for k in (0, shape[2] - 1)])
+        @ affine.T
+    )
     lo, hi = corners[:, :3].min(0), corners[:, :3].max(0)
     skin = pose.moved((0.0, 0.0, 0.0)).to_world(anatomy.head_anatomy().surface)
     top = skin[:, 2].max()
@@ -108,11 +110,22 @@ def _paths(session_dir: Path, folder: str, stem: str, xnat: bool):
 
 def _bias_field(shape, r: np.random.Generator) -> np.ndarray:
     """Smooth multiplicative field, second-order polynomial, peak deviation 10-20 %."""
-    u, v, w = (np.linspace(-1, 1, n, dtype=np.float32).reshape([-1 if a == i else 1 for a in range(3)])
-               for i, n in enumerate(shape))
+    u, v, w = (
+        np.linspace(-1, 1, n, dtype=np.float32).reshape([-1 if a == i else 1 for a in range(3)])
+        for i, n in enumerate(shape)
+    )
     c = r.uniform(-1, 1, 9).astype(np.float32)
-    dev = (c[0] * u + c[1] * v + c[2] * w + c[3] * u * u + c[4] * v * v + c[5] * w * w
-           + c[6] * u * v + c[7] * u * w + c[8] * v * w)
+    dev = (
+        c[0] * u
+        + c[1] * v
+        + c[2] * w
+        + c[3] * u * u
+        + c[4] * v * v
+        + c[5] * w * w
+        + c[6] * u * v
+        + c[7] * u * w
+        + c[8] * v * w
+    )
     dev = dev - dev.mean()
     return 1.0 + dev * np.float32(r.uniform(0.10, 0.20) / (np.abs(dev).max() + 1e-6))
 
@@ -172,21 +185,28 @@ def write_mr_session(mr_root, gt_root, index: int, seed: int) -> Path:
         "ImageComments": "MedCycleGAN synthetic phantom",
         "ConversionSoftware": "dcm2niix",
     }
-    with layout.atomic_dir(mr_root / sid) as tmp, \
-            layout.atomic_file(gt_root / f"{sid}_ct.nii.gz") as gt_tmp:
+    with layout.atomic_dir(mr_root / sid) as tmp, layout.atomic_file(gt_root / f"{sid}_ct.nii.gz") as gt_tmp:
         img_path, json_path = _paths(tmp, anat_dir, stem, xnat)
         _nifti(mr, affine, img_path)
         _write_json(json_path, sidecar)
         if index % 4 == 1:  # decoy: a small T2w in another anat folder
             t2_shape = (64, 64, 40)
-            t2_aff = _affine("LAS", t2_shape, (3.6, 3.6, 4.5), affine[:3, :3] @ ((np.array(shape) - 1) / 2)
-                             + affine[:3, 3])
+            t2_aff = _affine(
+                "LAS", t2_shape, (3.6, 3.6, 4.5), affine[:3, :3] @ ((np.array(shape) - 1) / 2) + affine[:3, 3]
+            )
             t1d = anatomy.render(anat.t1, t2_aff, t2_shape, pose, default=0.0)
             t2 = np.where(t1d > 1, 300.0 - t1d, 0.0) * 2.0
             dimg, djson = _paths(tmp, "anat1", f"sub-{subj}_{ses}-{day}_T2w", xnat)
             _nifti(np.clip(t2, 0, 32767).astype(np.int16), t2_aff, dimg)
-            _write_json(djson, {"Modality": "MR", "MagneticFieldStrength": sidecar["MagneticFieldStrength"],
-                                "SeriesDescription": "T2 FLAIR", "ProtocolName": "T2_FLAIR"})
+            _write_json(
+                djson,
+                {
+                    "Modality": "MR",
+                    "MagneticFieldStrength": sidecar["MagneticFieldStrength"],
+                    "SeriesDescription": "T2 FLAIR",
+                    "ProtocolName": "T2_FLAIR",
+                },
+            )
         _nifti(_gt_ct(anat, affine, shape, pose), affine, gt_tmp)
     return mr_root / sid
 
@@ -241,8 +261,10 @@ def write_pet_session(pet_root, gt_root, index: int, seed: int) -> Path:
     pose = _place(_subject_pose(seed, index, r_pose), affine, PET_SHAPE, r_pose, (4.0, 14.0), 10.0)
 
     sig_vox = 6.0 / 2.3548 / np.asarray(PET_ZOOMS)  # 6 mm FWHM
-    maps = [ndi.gaussian_filter(anatomy.render(v, affine, PET_SHAPE, pose, 0.0), sig_vox)
-            for v in (anat.perf, anat.ret_wm, anat.ret_ctx)]
+    maps = [
+        ndi.gaussian_filter(anatomy.render(v, affine, PET_SHAPE, pose, 0.0), sig_vox)
+        for v in (anat.perf, anat.ret_wm, anat.ret_ctx)
+    ]
     head = ndi.gaussian_filter(anatomy.render(anat.ct, affine, PET_SHAPE, pose, -1000.0), sig_vox) > -500
 
     starts, durs = frame_scheme(index)
@@ -286,10 +308,12 @@ def write_pet_session(pet_root, gt_root, index: int, seed: int) -> Path:
         sidecar["FrameTimesStart"] = [int(s) for s in starts]
         sidecar["FrameDuration"] = [int(d) for d in durs]
     else:
-        sidecar["FrameTimes"] = {"Labels": ["start", "end", "duration"], "Units": ["s", "s", "s"],
-                                 "Values": [[int(s), int(s + d), int(d)] for s, d in zip(starts, durs)]}
-    with layout.atomic_dir(pet_root / sid) as tmp, \
-            layout.atomic_file(gt_root / f"{sid}_ct.nii.gz") as gt_tmp:
+        sidecar["FrameTimes"] = {
+            "Labels": ["start", "end", "duration"],
+            "Units": ["s", "s", "s"],
+            "Values": [[int(s), int(s + d), int(d)] for s, d in zip(starts, durs)],
+        }
+    with layout.atomic_dir(pet_root / sid) as tmp, layout.atomic_file(gt_root / f"{sid}_ct.nii.gz") as gt_tmp:
         img_path, json_path = _paths(tmp, "pet1", stem, xnat)
         _nifti(stored, affine, img_path, slope=slope)
         _write_json(json_path, sidecar)
