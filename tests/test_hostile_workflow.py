@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import zipfile
 import zlib
@@ -23,7 +22,7 @@ import pydicom
 import pytest
 from hostile_data import cq500_study, mr_session, pet_session
 
-from workflow_utils import ROOT, snakemake, write_config
+from workflow_utils import snakemake, snakemake_command, write_config
 
 pytestmark = [pytest.mark.workflow, pytest.mark.timeout(1500)]
 
@@ -253,19 +252,7 @@ def test_killed_tfrecord_write_leaves_no_complete_looking_file(run, tmp_path):
         "os.replace = _held\n"
     )
     env = {**os.environ, "PYTHONPATH": str(hooks), "HOLD_FILE": str(hold)}
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(ROOT / "Snakefile"),
-        "-d",
-        str(work),
-        "--configfile",
-        str(work / "config.yaml"),
-        "-j1",
-        *TARGETS,
-    ]
+    cmd = snakemake_command(work, "-j1", *TARGETS)
     proc = subprocess.Popen(
         cmd, cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )

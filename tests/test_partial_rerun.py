@@ -12,28 +12,11 @@ import re
 
 import pytest
 
-from workflow_utils import ROOT, snakemake, write_config
+from workflow_utils import ROOT, TINY_DEMO, TINY_TRAINING, snakemake, write_config
 
 pytestmark = [pytest.mark.workflow, pytest.mark.timeout(3000)]
 
-DEMO = {
-    "demo": {"n_ct_subjects": 3, "n_mr_subjects": 3, "n_pet_subjects": 3, "ct_matrix": 128, "ct_thin_slice_mm": 1.25},
-    "split": {"test_fraction": 0.34},
-    "training": {
-        "image_size": 64,
-        "n_unets": 1,
-        "unet_depth": 4,
-        "unet_filters": 4,
-        "disc_filters": 4,
-        "steps": 6,
-        "lr_decay_steps": 3,
-        "checkpoint_every": 3,
-        "log_every": 2,
-        "pool_size": 2,
-        "shuffle_buffer": 8,
-        "tensorboard_images": False,
-    },
-}
+DEMO = {**TINY_DEMO, **TINY_TRAINING}
 TASKS = ("mr2ct", "pet2ct")
 TARGETS = ["preprocess"] + [
     f"results/{t}/{f}" for t in TASKS for f in ("examples.png", "training_curves.png", "slice_eval.json")

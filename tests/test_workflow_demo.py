@@ -8,14 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workflow_utils import scheduled_jobs, snakemake, write_config
+from workflow_utils import TINY_DEMO, TINY_TRAINING, scheduled_jobs, snakemake, snakemake_command, write_config
 
 pytestmark = [pytest.mark.workflow, pytest.mark.timeout(2400)]
-
-TINY_DEMO = {
-    "demo": {"n_ct_subjects": 3, "n_mr_subjects": 3, "n_pet_subjects": 3, "ct_matrix": 128, "ct_thin_slice_mm": 1.25},
-    "split": {"test_fraction": 0.34},
-}
 
 
 @pytest.fixture(scope="module")
@@ -88,24 +83,6 @@ def test_demo_nothing_to_do_and_seed_change_reruns_everything(demo_run):
     assert jobs.get("split") == 3 and "ingest" not in jobs and "preprocess_volume" not in jobs
 
 
-TINY_TRAINING = {
-    "training": {
-        "image_size": 64,
-        "n_unets": 1,
-        "unet_depth": 4,
-        "unet_filters": 4,
-        "disc_filters": 4,
-        "steps": 6,
-        "lr_decay_steps": 3,
-        "checkpoint_every": 3,
-        "log_every": 2,
-        "pool_size": 2,
-        "shuffle_buffer": 8,
-        "tensorboard_images": False,
-    }
-}
-
-
 def test_demo_training_to_examples_grid(demo_run):
     """The main command's DAG end to end (tiny budget): TFRecords -> model -> examples.png."""
     write_config(demo_run, TINY_TRAINING, name="tiny_training.yaml", base=demo_run / "config.yaml")
@@ -135,10 +112,7 @@ def test_killed_training_job_resumes_when_the_command_is_rerun(demo_run):
     import os
     import signal
     import subprocess
-    import sys
     import time
-
-    from workflow_utils import ROOT
 
     budget = {
         "training": {
@@ -151,19 +125,7 @@ def test_killed_training_job_resumes_when_the_command_is_rerun(demo_run):
     }
     write_config(demo_run, budget, name="resume.yaml", base=demo_run / "config.yaml")
     target = "results/pet2ct/training_summary.json"
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(ROOT / "Snakefile"),
-        "-d",
-        str(demo_run),
-        "--configfile",
-        str(demo_run / "resume.yaml"),
-        "-j2",
-        target,
-    ]
+    cmd = snakemake_command(demo_run, "-j2", target, config="resume.yaml")
     ckdir = demo_run / "results/pet2ct/checkpoints"
     proc = subprocess.Popen(
         cmd, cwd=demo_run, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True

@@ -12,10 +12,34 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def snakemake(
-    workdir: Path, *args: str, config: str = "config.yaml", timeout: int = 1200
-) -> subprocess.CompletedProcess:
-    cmd = [
+#: the tiny built-in demo the workflow tests run (3 subjects per modality, small CT)
+TINY_DEMO = {
+    "demo": {"n_ct_subjects": 3, "n_mr_subjects": 3, "n_pet_subjects": 3, "ct_matrix": 128, "ct_thin_slice_mm": 1.25},
+    "split": {"test_fraction": 0.34},
+}
+
+#: a training budget of a few steps on tiny networks (the DAG and the files, not the quality)
+TINY_TRAINING = {
+    "training": {
+        "image_size": 64,
+        "n_unets": 1,
+        "unet_depth": 4,
+        "unet_filters": 4,
+        "disc_filters": 4,
+        "steps": 6,
+        "lr_decay_steps": 3,
+        "checkpoint_every": 3,
+        "log_every": 2,
+        "pool_size": 2,
+        "shuffle_buffer": 8,
+        "tensorboard_images": False,
+    }
+}
+
+
+def snakemake_command(workdir: Path, *args: str, config: str = "config.yaml") -> list[str]:
+    """The command line that runs this repository's Snakefile in ``workdir`` with ``config``."""
+    return [
         sys.executable,
         "-m",
         "snakemake",
@@ -27,6 +51,12 @@ def snakemake(
         str(workdir / config),
         *args,
     ]
+
+
+def snakemake(
+    workdir: Path, *args: str, config: str = "config.yaml", timeout: int = 1200
+) -> subprocess.CompletedProcess:
+    cmd = snakemake_command(workdir, *args, config=config)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=workdir)
     if proc.returncode != 0:
         raise AssertionError(
