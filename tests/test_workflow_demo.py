@@ -106,7 +106,7 @@ def test_demo_training_to_examples_grid(demo_run):
 
 
 def test_killed_training_job_resumes_when_the_command_is_rerun(demo_run):
-    """Ctrl-C (SIGINT to snakemake's process group) mid-training, then the same command again:
+    """The training job killed (SIGKILL) mid-training, then the same command again:
     the job resumes from its last checkpoint, continues the step counter and finishes."""
     import json
     import os
@@ -136,8 +136,18 @@ def test_killed_training_job_resumes_when_the_command_is_rerun(demo_run):
         while not sorted(ckdir.glob("ckpt-*.index"))[1:] and time.time() < deadline and proc.poll() is None:
             time.sleep(0.1)
         assert proc.poll() is None, f"training ended before it could be interrupted:\n{proc.stdout.read()[-3000:]}"
-        os.killpg(proc.pid, signal.SIGINT)
-        proc.wait(timeout=120)
+        # kill the training job itself (as an out-of-memory kill or a node failure would): SIGKILL
+        # cannot be caught, so it dies mid-run; snakemake reports the failed job and exits
+        # (snakemake starts each job in a session of its own: find it by its script in this workdir)
+        ps = subprocess.run(["ps", "-ww", "-e", "-o", "pid=,args="], capture_output=True, text=True).stdout
+        rows = [ln.split(None, 1) for ln in ps.splitlines()]
+        jobs = [
+            int(r[0]) for r in rows if len(r) == 2 and f"{demo_run}/.snakemake/scripts/" in r[1] and "train.py" in r[1]
+        ]
+        assert jobs, ps
+        for pid in jobs:
+            os.kill(pid, signal.SIGKILL)
+        proc.wait(timeout=300)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
