@@ -156,6 +156,11 @@ def _looks_like_dicom(path: Path) -> bool:
         return True
     if suffix in _NON_DICOM_SUFFIXES or path.name.upper() == "DICOMDIR":
         return False
+    return _has_dicom_magic(path)
+
+
+def _has_dicom_magic(path: Path) -> bool:
+    """The DICOM Part 10 marker ``DICM`` at byte 128 (after the preamble)."""
     try:
         with open(path, "rb") as fh:
             head = fh.read(132)
@@ -552,15 +557,6 @@ def _req(ds: pydicom.Dataset, keyword: str, path: Path) -> Any:
     if value is None or (hasattr(value, "__len__") and len(value) == 0):
         raise IngestError(f"{path}: DICOM element {keyword} is missing; cannot place the slice in space.")
     return value
-
-
-def _has_dicom_magic(path: Path) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(132)
-    except OSError:
-        return False
-    return len(head) == 132 and head[128:132] == b"DICM"
 
 
 def _read_slice(path: Path, checked: set[str]) -> dict[str, Any]:
