@@ -26,6 +26,18 @@ def ball_head_hu(lps, radius=70.0):
     return hu
 
 
+def new_ct_slice(series_uid: str, description: str) -> FileDataset:
+    """An empty CT image file dataset (explicit VR little endian) of series ``series_uid``."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = CTImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.SeriesInstanceUID, ds.SeriesDescription = "CT", series_uid, description
+    return ds
+
+
 def write_ct_series(
     folder: Path, *, description="CT PLAIN THIN", spacing=2.0, thickness=2.0, n=70, size=100, seed=0, hu_fn=None
 ):
@@ -44,13 +56,7 @@ def write_ct_series(
             [origin[0] + cols * spacing, origin[1] + rows * spacing, np.full(cols.shape, origin[2] + k * thickness)], -1
         )
         hu = hu_fn(lps)
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
-        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
-        ds.Modality, ds.SeriesInstanceUID, ds.SeriesDescription = "CT", uid, description
+        ds = new_ct_slice(uid, description)
         ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
         ds.ImagePositionPatient = [float(origin[0]), float(origin[1]), float(origin[2] + k * thickness)]
         ds.PixelSpacing = [spacing, spacing]

@@ -9,10 +9,9 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pandas as pd
-from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import generate_uid
 
-from fake_trees import ball_head_hu, ras_affine, sample_grid, write_oasis_mr, write_oasis_pet
+from fake_trees import ball_head_hu, new_ct_slice, ras_affine, sample_grid, write_oasis_mr, write_oasis_pet
 
 CT_RULES = {"max_slice_thickness_mm": 3.5, "min_slices": 30}
 PET_CFG = {
@@ -87,13 +86,7 @@ def write_ct(
         lps = np.stack([ipp[0] + cols * spacing, ipp[1] + rows * spacing, np.full(cols.shape, ipp[2])], -1)
         hu = hu_fn(lps)
         stored = np.round((hu - intercept) / slope)
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
-        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
-        ds.Modality, ds.SeriesInstanceUID, ds.SeriesDescription = "CT", uid, description
+        ds = new_ct_slice(uid, description)
         ds.ConvolutionKernel = kernel
         ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
         ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
