@@ -62,11 +62,14 @@ def encoder_filters(depth: int, base_filters: int) -> list[int]:
     return [min(base_filters * 2**i, 8 * base_filters) for i in range(depth)]
 
 
-def check_unet_geometry(image_size: int, depth: int) -> None:
-    """Raise ``ValueError`` unless ``image_size`` is divisible by ``2**depth`` (depth <= log2(size))."""
+def check_unet_geometry(image_size: int | None, depth: int) -> None:
+    """Raise ``ValueError`` unless ``image_size`` is divisible by ``2**depth`` (depth <= log2(size)).
+
+    ``image_size=None`` (a network for any size) checks the depth only.
+    """
     if depth < 1:
         raise ValueError(f"U-Net depth must be >= 1, got {depth}")
-    if image_size % (2**depth) != 0:
+    if image_size is not None and image_size % (2**depth) != 0:
         max_depth = int(math.log2(image_size & -image_size))  # largest power of two dividing the size
         raise ValueError(
             f"U-Net depth {depth} needs an image size divisible by 2**{depth} = {2**depth}; "
@@ -75,7 +78,7 @@ def check_unet_geometry(image_size: int, depth: int) -> None:
 
 
 def unet(
-    image_size: int = 256,
+    image_size: int | None = 256,
     channels: int = 1,
     depth: int = 8,
     base_filters: int = 64,
@@ -84,7 +87,10 @@ def unet(
     dropout_blocks: int = 3,
     name: str = "unet",
 ) -> keras.Model:
-    """One U-Net: [B, S, S, C] in [-1, 1] -> [B, S, S, C] in [-1, 1] (tanh, float32)."""
+    """One U-Net: [B, S, S, C] in [-1, 1] -> [B, S, S, C] in [-1, 1] (tanh, float32).
+
+    ``image_size=None`` builds it for any size divisible by ``2**depth`` (fully convolutional).
+    """
     check_unet_geometry(image_size, depth)
     norm_layer(norm)  # validates the name
     enc_f = encoder_filters(depth, base_filters)
@@ -119,7 +125,7 @@ def unet(
 
 
 def casnet(
-    image_size: int = 256,
+    image_size: int | None = 256,
     channels: int = 1,
     n_unets: int = 3,
     depth: int = 8,
@@ -129,7 +135,10 @@ def casnet(
     dropout_blocks: int = 3,
     name: str = "casnet",
 ) -> keras.Model:
-    """CasNet generator: ``n_unets`` U-Nets in cascade (MedGAN uses 6, the original project 3)."""
+    """CasNet generator: ``n_unets`` U-Nets in cascade (MedGAN uses 6, the original project 3).
+
+    ``image_size=None``: for any size divisible by ``2**depth`` (trained on patches, run on whole slices).
+    """
     if n_unets < 1:
         raise ValueError(f"n_unets must be >= 1, got {n_unets}")
     inp = keras.Input((image_size, image_size, channels), name=f"{name}_input")
@@ -201,7 +210,8 @@ def build_models(cfg: dict, channels: int = 1) -> dict:
     Returns ``{"g_src2ct", "g_ct2src", "d_ct", "d_src"}``.
     """
     gen_kw = dict(
-        image_size=cfg["image_size"],
+        # patch training: the generators see image_size patches, and translate whole slices afterwards
+        image_size=None if cfg.get("patches") else cfg["image_size"],
         channels=channels,
         n_unets=cfg["n_unets"],
         depth=cfg["unet_depth"],

@@ -223,8 +223,9 @@ def make_dataset(path, cfg: dict, seed: int):
     """Endless, shuffled, augmented batches [B, S, S, 1] of one domain's training slices.
 
     Streams the TFRecords (shuffle buffer ``cfg['shuffle_buffer']``), resizes to
-    ``cfg['image_size']`` (area averaging) when the stored slices differ, applies seeded random
-    flips and prefetches. Never holds more than the shuffle buffer in memory.
+    ``cfg['image_size']`` (area averaging) when the stored slices differ, or with
+    ``cfg['patches']`` cuts a seeded random ``image_size`` window at the stored resolution, applies
+    seeded random flips and prefetches. Never holds more than the shuffle buffer in memory.
     """
     import tensorflow as tf
 
@@ -233,14 +234,23 @@ def make_dataset(path, cfg: dict, seed: int):
     size = int(cfg["image_size"])
     flip_lr = bool(cfg["flip_left_right"])
     flip_ud = bool(cfg["flip_up_down"])
+    patches = bool(cfg.get("patches"))
 
     def prep(i, image):
         hw = tf.shape(image)[:2]
-        image = tf.cond(
-            tf.reduce_all(tf.equal(hw, size)),
-            lambda: image,
-            lambda: tf.image.resize(image, [size, size], method="area"),
-        )
+        if patches:  # a random size x size window at the stored resolution
+            tf.debugging.assert_greater_equal(
+                tf.reduce_min(hw), size, message=f"training.patches needs stored slices of at least {size} px"
+            )
+            image = tf.image.stateless_random_crop(
+                image, [size, size, 1], seed=tf.stack([tf.cast(seed, tf.int64) + 2, i])
+            )
+        else:
+            image = tf.cond(
+                tf.reduce_all(tf.equal(hw, size)),
+                lambda: image,
+                lambda: tf.image.resize(image, [size, size], method="area"),
+            )
         image = tf.ensure_shape(tf.clip_by_value(image, -1.0, 1.0), [size, size, 1])
         if flip_lr:
             image = tf.image.stateless_random_flip_left_right(image, seed=tf.stack([tf.cast(seed, tf.int64), i]))
@@ -429,6 +439,12 @@ class CycleGANTrainer:
                 g_total += w_o * outline
                 out["outline"] = outline
 
+            w_s = float(cfg.get("structure_weight", 0.0))
+            if w_s > 0:
+                structure = L.structure_loss(src, fake_ct) + L.structure_loss(ct, fake_src)
+                g_total += w_s * structure
+                out["structure"] = structure
+
             if lam_id > 0:
                 identity = L.l1(G(ct, training=True), ct) + L.l1(F(src, training=True), src)
                 g_total += lam_id * identity
@@ -469,11 +485,14 @@ class CycleGANTrainer:
 # ----------------------------------------------------------------------------- export / load
 
 
-def export_generator(model, path, image_size: int) -> None:
+def export_generator(model, path, image_size: int, native_multiple: int | None = None) -> None:
     """Write ``model`` as a TF SavedModel with endpoint ``serve``.
 
-    ``serve(x)``: ``x`` float32 [B, H, W, 1] in [-1, 1] of any size; it is resized to the training
-    size (area averaging down, bilinear up), translated, and resized back to [B, H, W, 1].
+    ``serve(x)``: ``x`` float32 [B, H, W, 1] in [-1, 1] of any size; returns [B, H, W, 1].
+    A model trained on whole resized slices resizes ``x`` to the training size (area averaging
+    down, bilinear up), translates, and resizes back. A model trained on patches
+    (``native_multiple`` = 2**depth) translates at the input's own resolution: ``x`` is padded with
+    the background -1 up to a multiple of ``native_multiple`` and the result cropped back.
     Loads with ``tf.saved_model.load(path).serve`` or ``keras.layers.TFSMLayer(path,
     call_endpoint="serve")``: no custom classes, no medcyclegan import.
     """
@@ -486,7 +505,7 @@ def export_generator(model, path, image_size: int) -> None:
         shutil.rmtree(tmp)
     size = int(image_size)
 
-    def serve(x):
+    def serve_resized(x):
         x = tf.cast(x, tf.float32)
         hw = tf.shape(x)[1:3]
         same = tf.reduce_all(tf.equal(hw, size))
@@ -505,6 +524,18 @@ def export_generator(model, path, image_size: int) -> None:
         y = tf.cond(same, lambda: y, lambda: tf.image.resize(y, hw, method="bilinear"))
         return tf.clip_by_value(y, -1.0, 1.0)
 
+    def serve_native(x):
+        x = tf.cast(x, tf.float32)
+        h, w = tf.shape(x)[1], tf.shape(x)[2]
+        m = int(native_multiple)
+        ph, pw = (-h) % m, (-w) % m
+        xi = tf.pad(x, [[0, 0], [ph // 2, ph - ph // 2], [pw // 2, pw - pw // 2], [0, 0]], constant_values=-1.0)
+        y = tf.cast(model(xi, training=False), tf.float32)
+        y = y[:, ph // 2 : ph // 2 + h, pw // 2 : pw // 2 + w, :]
+        return tf.clip_by_value(y, -1.0, 1.0)
+
+    serve = serve_resized if native_multiple is None else serve_native
+
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint("serve", serve, input_signature=[tf.TensorSpec([None, None, None, 1], tf.float32)])
@@ -515,24 +546,42 @@ def export_generator(model, path, image_size: int) -> None:
 
 
 def export_models(
-    g_src2ct, g_ct2src, model_dir, task: str, image_size: int, step: int, ct_value_range, fingerprint: str = ""
+    g_src2ct,
+    g_ct2src,
+    model_dir,
+    task: str,
+    image_size: int,
+    step: int,
+    ct_value_range,
+    fingerprint: str = "",
+    native_multiple: int | None = None,
 ) -> dict:
-    """Export both generators to ``model_dir/{src}2ct`` and ``model_dir/ct2{src}`` plus ``manifest.json``."""
+    """Export both generators to ``model_dir/{src}2ct`` and ``model_dir/ct2{src}`` plus ``manifest.json``.
+
+    ``native_multiple`` (patch-trained models): translate at the input's resolution, padded to this multiple.
+    """
     src = TASKS[task]
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     names = {"to_ct": f"{src}2ct", "from_ct": f"ct2{src}"}
-    export_generator(g_src2ct, model_dir / names["to_ct"], image_size)
-    export_generator(g_ct2src, model_dir / names["from_ct"], image_size)
+    export_generator(g_src2ct, model_dir / names["to_ct"], image_size, native_multiple)
+    export_generator(g_ct2src, model_dir / names["from_ct"], image_size, native_multiple)
     lo, hi = (float(v) for v in ct_value_range)
+    how = (
+        f"resized internally to {image_size}x{image_size} and back"
+        if native_multiple is None
+        else f"translated at its own resolution (trained on {image_size}x{image_size} patches; padded with -1 "
+        f"to a multiple of {native_multiple} and cropped back)"
+    )
     io_doc = (
         "serve(x): x float32 [batch, H, W, 1] scaled to [-1, 1] like the TFRecord 'image' feature; "
-        f"resized internally to {image_size}x{image_size} and back; returns [batch, H, W, 1] in [-1, 1]"
+        f"{how}; returns [batch, H, W, 1] in [-1, 1]"
     )
     manifest = {
         "task": task,
         "source_modality": src,
         "image_size": int(image_size),
+        "patches": native_multiple is not None,
         "step": int(step),
         "fingerprint": fingerprint,
         "ct_value_range": [lo, hi],
@@ -639,6 +688,7 @@ def _fmt_losses(losses: dict, src: str) -> str:
         "cycle_ct": "cycle_ct",
         "identity": "identity",
         "outline": "outline",
+        "structure": "structure",
         "perceptual": "perceptual",
         "vgg_content": "vgg_content",
         "vgg_style": "vgg_style",
@@ -786,7 +836,14 @@ def run_training(
     lo, hi = _ct_value_range(ct_train)
     t_exp = time.perf_counter()
     manifest = export_models(
-        *trainer.export_generators(), model_dir, task, cfg["image_size"], step, (lo, hi), fingerprint=fp["fingerprint"]
+        *trainer.export_generators(),
+        model_dir,
+        task,
+        cfg["image_size"],
+        step,
+        (lo, hi),
+        fingerprint=fp["fingerprint"],
+        native_multiple=2 ** int(cfg["unet_depth"]) if cfg.get("patches") else None,
     )
     export_s = time.perf_counter() - t_exp
     names = {k: v["path"] for k, v in manifest["generators"].items()}

@@ -181,6 +181,24 @@ def test_losses():
     assert float(losses.outline_loss(head, -tf.ones_like(head))) == pytest.approx(4 / 16)  # head erased
 
 
+def test_mind_structure_loss_sees_edges_not_contrast():
+    # a head-like square with a dark ring (T1 bone) and its "CT" with the ring bright
+    mr = np.full((1, 32, 32, 1), -1.0, np.float32)
+    mr[0, 6:26, 6:26] = 0.4
+    mr[0, 10:22, 10:22] = -0.8
+    mr[0, 12:20, 12:20] = 0.2
+    ct = np.where(mr == -0.8, 0.0, np.where(mr > -1, -0.45, -1.0)).astype(np.float32)
+    d = losses.mind_descriptor(mr).numpy()
+    assert d.shape == (1, 32, 32, 4) and d.min() > 0 and np.allclose(d.max(axis=-1), 1.0)
+    assert np.allclose(d[0, 0, 0], 1.0) and np.allclose(d[0, 16, 16], 1.0)  # flat regions: no direction
+    # invariant to inverting and rescaling the contrast of the same edges
+    assert float(losses.structure_loss(mr, -mr)) == pytest.approx(0.0, abs=1e-6)
+    assert float(losses.structure_loss(mr, ct)) < 0.02
+    # but not to moving them: a ring 2 px off costs much more
+    moved = np.roll(ct, 2, axis=2)
+    assert float(losses.structure_loss(mr, moved)) > 5 * float(losses.structure_loss(mr, ct))
+
+
 def test_vgg_missing_file_names_key_and_path(tmp_path):
     missing = tmp_path / "nope" / "vgg19_notop.h5"
     with pytest.raises(FileNotFoundError) as e:
@@ -263,6 +281,52 @@ def test_unpaired_dataset_shapes_resize_and_independence(data):
     np.testing.assert_array_equal(np.stack(a), np.stack(b))
 
 
+def test_patch_windows_are_native_resolution_crops(data):
+    # 64x64 slices, 32 px patches: every batch is an exact window of a stored slice, not a resize
+    cfg = tiny_config(patches=True)
+    stored = [slice_eval.read_volume_slices(data["ct64"], ["ctV0"])["ctV0"][k][0] for k in (10, 11)]
+    stored += [np.fliplr(s) for s in stored]  # random left-right flips are on
+    offsets = set()
+    for (x,) in training.make_dataset(data["ct64"], cfg, seed=3).take(12).map(lambda b: (b[0, ..., 0],)):
+        x = x.numpy()
+        assert x.shape == (SIZE, SIZE)
+        hits = [
+            (i, r, c)
+            for i, s in enumerate(stored)
+            for r in range(64 - SIZE + 1)
+            for c in range(64 - SIZE + 1)
+            if np.array_equal(s[r : r + SIZE, c : c + SIZE], x)
+        ]
+        assert hits, "a patch is not a window of a stored slice"
+        offsets.add(hits[0][1:])
+    assert len(offsets) > 1, "patch positions do not vary"
+    with pytest.raises(tf.errors.InvalidArgumentError, match="at least 64 px"):
+        next(iter(training.make_dataset(data["ct"], tiny_config(patches=True, image_size=64), seed=0)))
+
+
+def test_patch_trained_generator_translates_whole_slices_at_their_resolution(tmp_path):
+    import keras
+
+    from medcyclegan.models import build_models
+
+    keras.utils.set_random_seed(1)
+    g = build_models(tiny_config(patches=True))["g_src2ct"]  # trained on 32 px windows, depth 3
+    assert g(np.zeros((1, SIZE, SIZE, 1), np.float32)).shape == (1, SIZE, SIZE, 1)
+    training.export_models(g, g, tmp_path / "m", "mr2ct", SIZE, 0, (-1024, 3000), native_multiple=8)
+    manifest = training.load_manifest(tmp_path / "m")
+    assert manifest["patches"] is True and "own resolution" in manifest["generators"]["to_ct"]["doc"]
+    serve = training.load_generator(tmp_path / "m" / "mr2ct")
+    # a 64x64 slice runs at 64x64, exactly as the network itself would run it (no resize)
+    x = phantom("mr", 1, 64)[None, ..., None]
+    np.testing.assert_allclose(serve(x), np.asarray(g(x, training=False)), atol=1e-5)
+    # a size that is not a multiple of 2**depth is padded with background and cropped back
+    odd = phantom("mr", 2, 64)[None, 3:45, 5:58, None]
+    y = serve(odd)
+    assert y.shape == odd.shape
+    padded = np.pad(odd, [(0, 0), (3, 3), (1, 2), (0, 0)], constant_values=-1.0)
+    np.testing.assert_allclose(y, np.asarray(g(padded, training=False))[:, 3:-3, 1:-2], atol=1e-5)
+
+
 # ----------------------------------------------------------------------------- train step
 
 
@@ -272,7 +336,7 @@ def trainer():
 
     keras.utils.set_random_seed(0)
     # batch norm (moving statistics), dropout and generator weight averaging: all must checkpoint
-    return training.CycleGANTrainer(tiny_config(norm="batch", unet_dropout=0.5, ema_decay=0.9))
+    return training.CycleGANTrainer(tiny_config(norm="batch", unet_dropout=0.5, ema_decay=0.9, structure_weight=1.0))
 
 
 def test_train_steps_change_every_model(trainer, data):
@@ -287,6 +351,7 @@ def test_train_steps_change_every_model(trainer, data):
         "cycle_src",
         "cycle_ct",
         "outline",
+        "structure",
         "identity",
         "perceptual",
         "g_total",
