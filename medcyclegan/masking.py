@@ -43,24 +43,67 @@ def _signed_distance(mask: np.ndarray, sampling) -> np.ndarray:
     return sitk.GetArrayFromImage(dist)
 
 
+def _crop(mask: np.ndarray, margin) -> tuple[slice, ...]:
+    """The mask's bounding box grown by ``margin`` voxels per axis (clipped to the array)."""
+    box = []
+    for axis, m in enumerate(margin):
+        other = tuple(a for a in range(mask.ndim) if a != axis)
+        idx = np.flatnonzero(mask.any(axis=other))
+        box.append(slice(max(int(idx[0]) - m, 0), min(int(idx[-1]) + 1 + m, mask.shape[axis])))
+    return tuple(box)
+
+
+def _margin(radius: float, sampling) -> list[int]:
+    return [int(np.ceil(radius / float(s))) + 1 for s in sampling]
+
+
 def _erode(mask: np.ndarray, radius: float, sampling) -> np.ndarray:
+    """Voxels of ``mask`` further than ``radius`` mm from the background.
+
+    Computed on the mask's bounding box grown by the radius plus one voxel: a voxel's nearest
+    background voxel within ``radius`` always lies in that box, and the box's border is
+    background, so the result is exactly that of the whole array, for a fraction of the work.
+    """
     if radius <= 0 or not mask.any() or mask.all():
         return mask
-    return ~_dilate(~mask, radius, sampling)  # erosion = complement of the background's dilation
+    box = _crop(mask, _margin(radius, sampling))
+    out = np.zeros_like(mask)
+    # erosion = complement of the background's dilation
+    out[box] = ~(_signed_distance(~mask[box], sampling) <= radius)
+    return out
 
 
 def _dilate(mask: np.ndarray, radius: float, sampling) -> np.ndarray:
+    """Voxels within ``radius`` mm of ``mask``; computed on its bounding box grown by the radius
+    plus one voxel (nothing further can be reached), so exactly the whole-array result."""
     if radius <= 0 or not mask.any():
         return mask
-    return _signed_distance(mask, sampling) <= radius
+    box = _crop(mask, _margin(radius, sampling))
+    out = np.zeros_like(mask)
+    out[box] = _signed_distance(mask[box], sampling) <= radius
+    return out
+
+
+_AXIAL_4 = np.zeros((3, 3, 3), dtype=bool)
+_AXIAL_4[1] = ndimage.generate_binary_structure(2, 1)
 
 
 def fill_holes_axial(mask: np.ndarray) -> np.ndarray:
-    """Fill holes in every axial slice (the skull's interior, sinuses, ear canals)."""
-    out = np.empty_like(mask)
-    for k in range(mask.shape[0]):
-        out[k] = ndimage.binary_fill_holes(mask[k])
-    return out
+    """Fill holes in every axial slice (the skull's interior, sinuses, ear canals).
+
+    Same result as ``ndimage.binary_fill_holes`` on each slice (background 4-connected to the
+    slice's border stays background), in one labelling of the whole volume with an in-plane
+    structuring element instead of one iterative propagation per slice.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if mask.ndim != 3 or not mask.any() or mask.all():
+        return mask.copy() if mask.ndim == 3 else ndimage.binary_fill_holes(mask)
+    labels, n = ndimage.label(~mask, structure=_AXIAL_4)
+    outside = np.zeros(n + 1, dtype=bool)
+    outside[0] = True  # label 0: the mask itself
+    for edge in (labels[:, 0, :], labels[:, -1, :], labels[:, :, 0], labels[:, :, -1]):
+        outside[edge] = True
+    return mask | ~outside[labels]
 
 
 def threshold_value(smoothed: np.ndarray, params: MaskParams) -> float:

@@ -42,9 +42,11 @@ never skipped: the series is refused.
 from __future__ import annotations
 
 import math
+import multiprocessing
 import os
 import re
 from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -614,13 +616,17 @@ def _read_slice(path: Path, checked: set[str]) -> dict[str, Any]:
         rescale = "absent (identity)"
     slope = 1.0 if slope is None else float(slope)
     inter = 0.0 if inter is None else float(inter)
-    hu = raw.astype(np.float64) * slope + inter
+    hu = raw.astype(np.float32)  # float32 throughout: exact for stored integers, half the memory traffic
+    if slope != 1.0:
+        hu *= np.float32(slope)
+    if inter != 0.0:
+        hu += np.float32(inter)
     return {
         "skip": False,
         "iop": iop,
         "ipp": ipp,
         "ps": ps,
-        "hu": hu.astype(np.float32),
+        "hu": hu,
         "shape": raw.shape,
         "ts": str(ts) if ts else "",
         "rescale": rescale,
@@ -629,6 +635,39 @@ def _read_slice(path: Path, checked: set[str]) -> dict[str, Any]:
         "slope": slope,
         "intercept": inter,
     }
+
+
+#: below this many files a series is decoded in this process (starting workers costs more)
+PARALLEL_MIN_FILES = 32
+_WORKER_CHECKED: set[str] = set()
+
+
+def _read_slice_worker(path: Path) -> dict[str, Any]:
+    return _read_slice(path, _WORKER_CHECKED)
+
+
+def decode_workers() -> int:
+    """Processes that decode a series: the job's thread budget, i.e. SimpleITK's global default
+    number of threads (``workflow_scripts/ingest.py`` sets it from the rule's ``threads``), at
+    most the cores this process may use."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(int(sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()), cores))
+
+
+def _read_slices(files: list[Path], workers: int | None) -> list[dict[str, Any]]:
+    """:func:`_read_slice` of every file, in order. JPEG 2000 / JPEG decoding holds the GIL, so a
+    series of ``PARALLEL_MIN_FILES`` or more files is decoded by ``workers`` forked processes
+    (default :func:`decode_workers`); the first failing file (in file order) raises, as serially."""
+    workers = decode_workers() if workers is None else max(1, int(workers))
+    if workers > 1 and len(files) >= PARALLEL_MIN_FILES and "fork" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(min(workers, len(files)), mp_context=ctx) as pool:
+            return list(pool.map(_read_slice_worker, files, chunksize=8))
+    checked: set[str] = set()
+    return [_read_slice(f, checked) for f in files]
 
 
 def _drop_odd_orientations(slices: list[dict[str, Any]], folder: Path, fixes: list[str]) -> list[dict[str, Any]]:
@@ -680,6 +719,7 @@ def _read_ct_series(
     spacing_tolerance: float = 0.1,
     gantry_tilt: str = "correct",
     fill_value: float = -1024.0,
+    workers: int | None = None,
 ) -> tuple[sitk.Image, dict[str, Any]]:
     folder = Path(series_dir)
     if gantry_tilt not in ("correct", "error"):
@@ -691,10 +731,8 @@ def _read_ct_series(
     files = [Path(f) for f in files]
     if not files:
         raise IngestError(f"{folder}: no DICOM files in the series folder.")
-    checked: set[str] = set()
     slices, skipped, fixes = [], 0, []
-    for f in files:
-        s = _read_slice(f, checked)
+    for f, s in zip(files, _read_slices(files, workers)):
         if s["skip"]:
             skipped += 1
             fixes.append(f"skipped {f.name}: {s['reason']}")
