@@ -70,11 +70,16 @@ def write_ct_series(
         ds.save_as(folder / f"CT{file_index:06d}.dcm", enforce_file_format=True)
 
 
-def write_cq500_study(ct_root: Path, n: int, *, zipped_folder: bool):
-    """``CQ500-CT-{n}/CQ500CT{n} CQ500CT{n}/Unknown Study/CT ...`` or without the outer level."""
+def cq500_study_folder(ct_root: Path, n: int, *, zipped_folder: bool) -> Path:
+    """``CQ500-CT-{n}/CQ500CT{n} CQ500CT{n}/Unknown Study`` or without the outer level."""
     inner = f"CQ500CT{n} CQ500CT{n}"
     base = ct_root / f"CQ500-CT-{n}" / inner if zipped_folder else ct_root / inner
-    study = base / "Unknown Study"
+    return base / "Unknown Study"
+
+
+def write_cq500_study(ct_root: Path, n: int, *, zipped_folder: bool):
+    """``CQ500-CT-{n}/CQ500CT{n} CQ500CT{n}/Unknown Study/CT ...`` or without the outer level."""
+    study = cq500_study_folder(ct_root, n, zipped_folder=zipped_folder)
     write_ct_series(study / "CT PLAIN THIN", seed=n)
     write_ct_series(study / "CT BONE", description="CT BONE", n=70, seed=n + 100)
     write_ct_series(study / "CT 5mm", description="CT 5mm", thickness=5.0, n=28, seed=n + 200)
@@ -99,7 +104,8 @@ def mr_value(lps):
     return np.select([hu == 40.0, hu == 1100.0, hu == 30.0], [300.0, 30.0, 200.0], 0.0)
 
 
-def write_oasis_mr(mr_root: Path, subject: str, day: str, *, xnat: bool, ses="ses", run=True, seed=0):
+def oasis_mr_paths(mr_root: Path, subject: str, day: str, *, xnat: bool, ses="ses", run=True):
+    """(session folder, T1w NIfTI, its JSON sidecar) of an OASIS-3 MR session (folders created)."""
     session = mr_root / f"{subject}_MR_{day}"
     anat = session / "anat2"
     nifti_dir = anat / "NIFTI" if xnat else anat
@@ -107,18 +113,24 @@ def write_oasis_mr(mr_root: Path, subject: str, day: str, *, xnat: bool, ses="se
     nifti_dir.mkdir(parents=True)
     json_dir.mkdir(parents=True, exist_ok=True)
     stem = f"sub-{subject}_{ses}-{day}" + ("_run-01" if run else "") + "_T1w"
+    return session, nifti_dir / f"{stem}.nii.gz", json_dir / f"{stem}.json"
+
+
+def write_oasis_mr(mr_root: Path, subject: str, day: str, *, xnat: bool, ses="ses", run=True, seed=0):
+    session, nifti_path, json_path = oasis_mr_paths(mr_root, subject, day, xnat=xnat, ses=ses, run=run)
     axes = [[0, 1, 0], [0, 0, -1], [1, 0, 0]]  # sagittal: A->P, S->I, R->L
     spacing, shape, origin = np.array([2.0, 2.0, 2.0]), (90, 90, 80), np.array([-89.0, -89.0, 89.0])
     rng = np.random.default_rng(seed)
     data = sample_grid(shape, axes, spacing, origin, mr_value) + np.abs(rng.normal(0, 10, shape))
-    nib.save(nib.Nifti1Image(data.astype(np.float32), ras_affine(axes, spacing, origin)), nifti_dir / f"{stem}.nii.gz")
-    (json_dir / f"{stem}.json").write_text(json.dumps({"Modality": "MR", "SeriesDescription": "MPRAGE"}))
+    nib.save(nib.Nifti1Image(data.astype(np.float32), ras_affine(axes, spacing, origin)), nifti_path)
+    json_path.write_text(json.dumps({"Modality": "MR", "SeriesDescription": "MPRAGE"}))
     (session / "anat1").mkdir()
     (session / "anat1" / f"sub-{subject}_{ses}-{day}_T2w.nii.gz").write_bytes(b"decoy, never opened")
     return session
 
 
-def write_oasis_pet(pet_root: Path, subject: str, tracer: str, day: str, *, xnat: bool, old_timing: bool, seed=0):
+def oasis_pet_paths(pet_root: Path, subject: str, tracer: str, day: str, *, xnat: bool):
+    """(session folder, 4D PET NIfTI, its JSON sidecar) of an OASIS-3 PET session (folders created)."""
     session = pet_root / f"{subject}_{tracer}_{day}"
     pet = session / "pet1"
     nifti_dir = pet / "NIFTI" if xnat else pet
@@ -126,6 +138,11 @@ def write_oasis_pet(pet_root: Path, subject: str, tracer: str, day: str, *, xnat
     nifti_dir.mkdir(parents=True)
     json_dir.mkdir(parents=True, exist_ok=True)
     stem = f"sub-{subject}_ses-{day}_acq-{tracer}_pet"
+    return session, nifti_dir / f"{stem}.nii.gz", json_dir / f"{stem}.json"
+
+
+def write_oasis_pet(pet_root: Path, subject: str, tracer: str, day: str, *, xnat: bool, old_timing: bool, seed=0):
+    session, nifti_path, json_path = oasis_pet_paths(pet_root, subject, tracer, day, xnat=xnat)
     axes = [[-1, 0, 0], [0, -1, 0], [0, 0, 1]]
     spacing, shape, origin = np.array([3.0, 3.0, 3.0]), (60, 60, 50), np.array([88.5, 88.5, -73.5])
     frame = sample_grid(
@@ -139,9 +156,7 @@ def write_oasis_pet(pet_root: Path, subject: str, tracer: str, day: str, *, xnat
     durations = [600] * 7
     rng = np.random.default_rng(seed)
     frames = np.stack([frame * (1 + i) + rng.normal(0, 0.2, shape) for i in range(len(starts))], -1)
-    nib.save(
-        nib.Nifti1Image(frames.astype(np.float32), ras_affine(axes, spacing, origin)), nifti_dir / f"{stem}.nii.gz"
-    )
+    nib.save(nib.Nifti1Image(frames.astype(np.float32), ras_affine(axes, spacing, origin)), nifti_path)
     if old_timing:
         timing = {
             "FrameTimes": {
@@ -151,7 +166,7 @@ def write_oasis_pet(pet_root: Path, subject: str, tracer: str, day: str, *, xnat
         }
     else:
         timing = {"FrameTimesStart": starts, "FrameDuration": durations}
-    (json_dir / f"{stem}.json").write_text(json.dumps({"Modality": "PT", "TracerName": tracer, **timing}))
+    json_path.write_text(json.dumps({"Modality": "PT", "TracerName": tracer, **timing}))
     return session
 
 
@@ -166,4 +181,37 @@ def build_real_layout_tree(root: Path) -> dict:
     write_oasis_pet(pet, "OAS30001", "PIB", "d0140", xnat=False, old_timing=False, seed=4)
     write_oasis_pet(pet, "OAS30002", "AV45", "d0311", xnat=True, old_timing=True, seed=5)
     write_oasis_pet(pet, "OAS30003", "PIB", "d1300", xnat=True, old_timing=False, seed=6)
+    return {"ct_dir": str(ct), "mr_dir": str(mr), "pet_dir": str(pet)}
+
+
+def build_empty_layout_tree(root: Path, n_ct: int, n_mr: int, n_pet: int, *, ct_slices: int = 240) -> dict:
+    """The same layouts at scale with EMPTY files (0 bytes): for DAG-building benchmarks, since
+    planning the workflow must never open an image file (any reader would fail on them).
+
+    CT studies alternate the two CQ500 folder variants and hold a thin series of ``ct_slices``
+    files and a 5 mm series; MR/PET sessions alternate the flat and XNAT layouts, ``ses``/``sess``
+    and the PIB/AV45 tracers, with several sessions per subject as in OASIS-3.
+    """
+    ct, mr, pet = root / "cq500", root / "oasis_mr", root / "oasis_pet"
+    for n in range(n_ct):
+        study = cq500_study_folder(ct, n, zipped_folder=n % 2 == 0)
+        for name, count in (("CT PLAIN THIN", ct_slices), ("CT 5mm", max(1, ct_slices // 8))):
+            (study / name).mkdir(parents=True)
+            for k in range(count):
+                (study / name / f"CT{k:06d}.dcm").touch()
+    for i in range(n_mr):
+        subject, day = f"OAS3{i // 2 + 1:04d}", f"d{(i % 2) * 700 + 100 + i % 97:04d}"
+        session, nifti_path, json_path = oasis_mr_paths(
+            mr, subject, day, xnat=i % 2 == 1, ses="sess" if i % 3 == 1 else "ses", run=i % 4 != 3
+        )
+        nifti_path.touch()
+        json_path.touch()
+        (session / "anat1").mkdir()
+        (session / "anat1" / f"sub-{subject}_ses-{day}_T2w.nii.gz").touch()
+    for i in range(n_pet):
+        subject, day = f"OAS3{i // 2 + 1:04d}", f"d{(i % 2) * 700 + 140 + i % 97:04d}"
+        session, nifti_path, json_path = oasis_pet_paths(pet, subject, ("PIB", "AV45")[i % 2], day, xnat=i % 3 == 2)
+        nifti_path.touch()
+        json_path.touch()
+        json_path.with_suffix(".tsv").touch()
     return {"ct_dir": str(ct), "mr_dir": str(mr), "pet_dir": str(pet)}

@@ -1,0 +1,34 @@
+#!/usr/bin/env python
+"""Benchmark 1: CT preprocessing (ingest + preprocess of one 512x512x240 study) vs the pydicom decode floor.
+
+    .venv/bin/python benchmarks/ct_preprocessing.py            # full: target (b)/(a) <= 1.5, peak <= 2 GB
+    .venv/bin/python benchmarks/ct_preprocessing.py --smoke    # tiny series, seconds, no target
+
+The logic is in medcyclegan/bench/ct.py.
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from medcyclegan.bench import cli, ct  # noqa: E402
+
+# a 64x64 series of 24 slices on a 4 mm grid: every step runs, in seconds
+SMOKE_SETTINGS = {
+    "ct_series": {"min_slices": 8, "max_slice_thickness_mm": 8.0},
+    "geometry": {"spacing_mm": [4.0, 4.0, 4.0]},
+    "slicing": {"size": 64},
+}
+
+
+def full(args):
+    return ct.run(args.workdir, matrix=512, thin_mm=0.625, repeats=5)
+
+
+def smoke(args):
+    return ct.run(args.workdir, matrix=64, thin_mm=6.25, repeats=1, settings_overrides=SMOKE_SETTINGS)
+
+
+if __name__ == "__main__":
+    sys.exit(cli("ct_preprocessing", full, smoke))

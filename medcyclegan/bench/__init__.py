@@ -1,0 +1,130 @@
+"""Benchmarks of the workflow's hot paths (``benchmarks/*.py`` are thin command-line wrappers).
+
+Every benchmark compares two things measured in ONE run on the same machine (a ratio to a floor
+or to a reference), interleaving repetitions and taking medians, so the figure holds on a noisy,
+shared machine. Helpers here: machine description, peak memory of a function run in a fresh
+process, interleaved timing.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def machine_info() -> dict[str, Any]:
+    """Cores, CPU model, memory, load and the versions that matter for the figures."""
+    info: dict[str, Any] = {"nproc": len(os.sched_getaffinity(0)), "platform": platform.platform()}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu_model"] = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                info["mem_total_gib"] = round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    info["loadavg_1_5_15"] = [round(v, 2) for v in os.getloadavg()]
+    info["python"] = sys.version.split()[0]
+    from importlib import metadata
+
+    versions = {}
+    for dist in (
+        "pydicom",
+        "pylibjpeg-openjpeg",
+        "numpy",
+        "scipy",
+        "SimpleITK",
+        "tensorflow-cpu",
+        "tensorflow",
+        "snakemake",
+    ):
+        try:  # distribution metadata only: importing TensorFlow here would cost seconds
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    info["versions"] = versions
+    return info
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (MB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _measured_call(fn: Callable, args: tuple, kwargs: dict) -> tuple[Any, float, float]:
+    t0 = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return result, time.perf_counter() - t0, peak_rss_mb()
+
+
+def in_fresh_process(fn: Callable, *args, **kwargs) -> dict[str, Any]:
+    """Run ``fn`` (a module-level function) in a new interpreter; its result, wall time and the
+    child's peak resident memory (MB, imports included: what a Snakemake job would use)."""
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(1, maxtasksperchild=1) as pool:
+        result, wall, rss = pool.apply(_measured_call, (fn, args, kwargs))
+    return {"result": result, "wall_s": wall, "peak_rss_mb": round(rss, 1)}
+
+
+def interleaved(funcs: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1) -> dict[str, list[float]]:
+    """Wall times of each function, run in turn (a, b, a, b, ...) ``repeats`` times after
+    ``warmup`` untimed rounds, so both see the same machine load."""
+    for _ in range(warmup):
+        for fn in funcs.values():
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in funcs}
+    for _ in range(repeats):
+        for name, fn in funcs.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def median(values) -> float:
+    return float(statistics.median(values))
+
+
+def rounded(values, nd: int = 3) -> list[float]:
+    return [round(float(v), nd) for v in values]
+
+
+def cli(name: str, full: Callable[[Any], dict], smoke: Callable[[Any], dict], argv=None) -> int:
+    """Command line of a benchmark script: ``--smoke`` (tiny sizes, checks the code path, never the
+    target) or full mode (exit status 1 when the target is missed); JSON on stdout (and ``--json``).
+    Errors raise, so the exit status is non-zero on any failure in both modes."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(prog=name, description=(sys.modules[full.__module__].__doc__ or "").split("\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: seconds, checks the code path, no target")
+    parser.add_argument("--workdir", help="where generated data goes (default: a temporary folder, removed after)")
+    parser.add_argument("--json", help="also write the result to this file")
+    args = parser.parse_args(argv)
+    t0 = time.perf_counter()
+    result = (smoke if args.smoke else full)(args)
+    result = {**result, "mode": "smoke" if args.smoke else "full", "bench_wall_s": round(time.perf_counter() - t0, 1)}
+    result["machine"] = machine_info()
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(text + "\n")
+    if args.smoke:
+        return 0
+    if not result.get("met", False):
+        print(f"{name}: target missed", file=sys.stderr)
+        return 1
+    return 0

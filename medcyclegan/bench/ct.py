@@ -1,0 +1,195 @@
+"""CT preprocessing versus the DICOM decode floor (benchmark 1).
+
+One 512x512x240 thin CQ500-style series (the demo generator's, JPEG 2000 lossless as in CQ500)
+is written twice: as generated (JPEG 2000 lossless) and decompressed (Explicit VR Little
+Endian). For each variant:
+
+(a) the floor: ``pydicom.dcmread`` + ``pixel_array`` of every file of the series, nothing else;
+(b) the project's full per-study work: ``pipeline.ingest`` (series listing and selection, read,
+    HU, geometry, canonical 1 mm grid, NIfTI + info JSON) then ``pipeline.preprocess`` (head mask,
+    useful slices, 256x256 window, [-1, 1], npz + csv + mask NIfTI), with the settings the
+    workflow's ``ingest`` and ``preprocess_volume`` rules pass from ``config.yaml``.
+
+Target: median (b) / median (a) <= 1.5 for both variants; peak memory of (b) (a fresh process
+doing both steps, imports included) <= 2 GB.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from . import REPO, in_fresh_process, interleaved, median, rounded
+
+MAX_RATIO = 1.5
+MAX_PEAK_MB = 2048.0
+VOLUME_ID = "CQ500-CT-0"
+
+
+def workflow_settings(config_path: str | Path = REPO / "config.yaml", overrides: dict | None = None) -> dict:
+    """The CT settings the ``ingest`` and ``preprocess_volume`` rules pass (see rules/*.smk)."""
+    from ..config import load_config
+
+    cfg = load_config(config_path, overrides)
+    return {
+        "ingest": {
+            "spacing_mm": cfg["geometry"]["spacing_mm"],
+            "reject_cfg": {"min_extent_mm": cfg["reject"]["min_extent_mm"]},
+            "ct_series": cfg["ct_series"],
+        },
+        "preprocess": {
+            "mask_cfg": cfg["masking"]["ct"],
+            "slicing_cfg": cfg["slicing"],
+            "intensity_cfg": {"ct_window_hu": cfg["intensity"]["ct_window_hu"]},
+            "reject_cfg": {"min_head_volume_ml": cfg["reject"]["min_head_volume_ml"]},
+        },
+    }
+
+
+def make_series(workdir: str | Path, *, matrix: int = 512, thin_mm: float = 0.625, seed: int = 20191126) -> dict:
+    """Write the demo's thin CT series as two one-series studies: ``{"jpeg2000": study, "uncompressed": study}``."""
+    import pydicom
+
+    from ..demo import cq500
+
+    workdir = Path(workdir)
+    gen = cq500.write_ct_study(workdir / "generated", 0, seed, matrix=matrix, thin_mm=thin_mm, thick_mm=5.0)
+    thin = None
+    for series in sorted(gen.glob("*/Unknown Study/*")):
+        first = next(iter(sorted(series.glob("*.dcm"))))
+        if pydicom.dcmread(first, stop_before_pixels=True).file_meta.TransferSyntaxUID.is_compressed:
+            thin = series
+    if thin is None:
+        raise RuntimeError(f"{gen}: the demo study has no compressed (thin) series")
+    inner = thin.relative_to(gen)  # "CQ500CT0 CQ500CT0/Unknown Study/CT <thin>"
+    studies = {}
+    for variant in ("jpeg2000", "uncompressed"):
+        study = workdir / variant / VOLUME_ID
+        (study / inner).mkdir(parents=True)
+        for f in sorted(thin.glob("*.dcm")):
+            if variant == "jpeg2000":
+                shutil.copy2(f, study / inner / f.name)
+            else:
+                ds = pydicom.dcmread(f)
+                ds.decompress(decoding_plugin="pylibjpeg", generate_instance_uid=False)
+                ds.save_as(study / inner / f.name, enforce_file_format=True)
+        studies[variant] = study
+    shutil.rmtree(workdir / "generated")
+    return studies
+
+
+def series_files(study: str | Path) -> list[Path]:
+    return sorted(Path(study).rglob("*.dcm"))
+
+
+def bare_read(files: list[Path]) -> int:
+    """The floor: read and decode every file with pydicom, nothing else."""
+    import pydicom
+
+    n = 0
+    for f in files:
+        n += pydicom.dcmread(f).pixel_array.size
+    return n
+
+
+def full_processing(study: str | Path, out_dir: str | Path, settings: dict, threads: int = 2) -> dict:
+    """What the ``ingest`` and ``preprocess_volume`` jobs of one CT study do; returns a summary."""
+    import json
+
+    import numpy as np
+    import SimpleITK as sitk
+
+    from .. import pipeline
+
+    out = Path(out_dir)
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)  # as workflow_scripts/ingest.py
+    vol, info = out / "volumes" / f"{VOLUME_ID}.nii.gz", out / "volumes" / f"{VOLUME_ID}.json"
+    pipeline.ingest("ct", str(study), VOLUME_ID, str(vol), str(info), **settings["ingest"])
+    npz = out / "slices" / f"{VOLUME_ID}.npz"
+    pipeline.preprocess(
+        "ct",
+        VOLUME_ID,
+        str(vol),
+        str(npz),
+        str(out / "slices" / f"{VOLUME_ID}.csv"),
+        str(out / "masks" / f"{VOLUME_ID}.nii.gz"),
+        **settings["preprocess"],
+    )
+    meta = json.loads(info.read_text())
+    if meta["status"] != "ok":
+        raise RuntimeError(f"{study}: ingest rejected the study: {meta.get('rejection')}")
+    with np.load(npz) as f:
+        if "rejected" in f.files:
+            raise RuntimeError(f"{study}: preprocessing rejected the volume: {f['reject_reason']}")
+        n_kept = int(f["images"].shape[0])
+    if n_kept == 0:
+        raise RuntimeError(f"{study}: no slice kept")
+    return {"native_size": meta["native"]["size"], "canonical_size": meta["canonical"]["size"], "slices_kept": n_kept}
+
+
+def run(
+    workdir: str | Path | None = None,
+    *,
+    matrix: int = 512,
+    thin_mm: float = 0.625,
+    repeats: int = 5,
+    settings_overrides: dict | None = None,
+    profile_to: str | Path | None = None,
+) -> dict[str, Any]:
+    """Generate the two series, time (a) and (b) interleaved, measure (b)'s peak memory."""
+    own = workdir is None
+    workdir = Path(tempfile.mkdtemp(prefix="bench_ct_")) if own else Path(workdir)
+    try:
+        shutil.rmtree(workdir, ignore_errors=True)
+        workdir.mkdir(parents=True)
+        studies = make_series(workdir, matrix=matrix, thin_mm=thin_mm)
+        settings = workflow_settings(overrides=settings_overrides)
+        results: dict[str, Any] = {}
+        for variant, study in studies.items():
+            files = series_files(study)
+            summary: dict[str, Any] = {}
+
+            def floor(files=files):
+                bare_read(files)
+
+            def full(study=study, variant=variant, summary=summary):
+                out = workdir / f"out_{variant}"
+                shutil.rmtree(out, ignore_errors=True)
+                summary.update(full_processing(study, out, settings))
+
+            times = interleaved({"floor": floor, "full": full}, repeats=repeats)
+            mem = in_fresh_process(full_processing, study, workdir / f"out_{variant}_mem", settings)
+            ratio = median(times["full"]) / median(times["floor"])
+            results[variant] = {
+                "files": len(files),
+                "series_mb": round(sum(f.stat().st_size for f in files) / 2**20, 1),
+                **summary,
+                "floor_s": rounded(times["floor"]),
+                "full_s": rounded(times["full"]),
+                "floor_median_s": round(median(times["floor"]), 3),
+                "full_median_s": round(median(times["full"]), 3),
+                "ratio": round(ratio, 3),
+                "full_peak_rss_mb": mem["peak_rss_mb"],
+            }
+            if profile_to:
+                import cProfile
+
+                out = workdir / f"out_{variant}_prof"
+                cProfile.runctx(
+                    "full_processing(study, out, settings)",
+                    globals(),
+                    {"study": study, "out": out, "settings": settings, "full_processing": full_processing},
+                    filename=str(Path(profile_to).with_suffix(f".{variant}.prof")),
+                )
+        return {
+            "benchmark": "ct_preprocessing_vs_decode_floor",
+            "series": {"matrix": matrix, "thin_mm": thin_mm, "repeats": repeats},
+            "targets": {"max_ratio": MAX_RATIO, "max_peak_rss_mb": MAX_PEAK_MB},
+            "variants": results,
+            "met": all(r["ratio"] <= MAX_RATIO and r["full_peak_rss_mb"] <= MAX_PEAK_MB for r in results.values()),
+        }
+    finally:
+        if own:
+            shutil.rmtree(workdir, ignore_errors=True)

@@ -1,0 +1,123 @@
+"""MR and PET per-volume time (benchmark 4, reported; no target yet).
+
+One OASIS-3-style T1w MR session and one dynamic PET session (the demo generator's: MR 1 mm,
+256x256x176; PET 128x128x63 x 19 frames with frame timing) go through what the workflow's
+``ingest`` and ``preprocess_volume`` jobs do (``pipeline.ingest`` + ``pipeline.preprocess`` with
+the settings the rules pass from ``config.yaml``): median wall time of a few runs per step, and
+the peak memory of a fresh process doing both.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from . import REPO, in_fresh_process, median, rounded
+
+
+def workflow_settings(modality: str, config_path: str | Path = REPO / "config.yaml", overrides: dict | None = None):
+    """(ingest kwargs, preprocess kwargs) the rules pass for ``modality`` (see rules/preprocess.smk)."""
+    from ..config import load_config
+
+    cfg = load_config(config_path, overrides)
+    ingest = {
+        "spacing_mm": cfg["geometry"]["spacing_mm"],
+        "reject_cfg": {"min_extent_mm": cfg["reject"]["min_extent_mm"]},
+    }
+    if modality == "pet":
+        ingest["pet"] = cfg["pet"]
+    preprocess = {
+        "mask_cfg": cfg["masking"][modality],
+        "slicing_cfg": cfg["slicing"],
+        "intensity_cfg": {f"{modality}_percentiles": cfg["intensity"][f"{modality}_percentiles"]},
+        "reject_cfg": {"min_head_volume_ml": cfg["reject"]["min_head_volume_ml"]},
+    }
+    return ingest, preprocess
+
+
+def demo_sessions(workdir: Path) -> dict[str, Path]:
+    """One demo MR and one demo PET session (realistic OASIS-3 sizes)."""
+    from ..demo import oasis
+
+    return {
+        "mr": oasis.write_mr_session(workdir / "raw" / "mr", workdir / "gt", 0, 20191126),
+        "pet": oasis.write_pet_session(workdir / "raw" / "pet", workdir / "gt", 0, 20191126),
+    }
+
+
+def process(modality: str, session: str | Path, out_dir: str | Path, settings, threads: int = 2) -> dict:
+    """``ingest`` then ``preprocess_volume`` of one session; seconds of each step and the slices kept."""
+    import json
+
+    import numpy as np
+    import SimpleITK as sitk
+
+    from .. import pipeline
+
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)  # as workflow_scripts/ingest.py
+    ingest_kw, preprocess_kw = settings
+    out = Path(out_dir)
+    shutil.rmtree(out, ignore_errors=True)
+    name = Path(session).name
+    vol, info = out / f"{name}.nii.gz", out / f"{name}.json"
+    t0 = time.perf_counter()
+    pipeline.ingest(modality, str(session), name, str(vol), str(info), **ingest_kw)
+    t1 = time.perf_counter()
+    npz = out / f"{name}.npz"
+    pipeline.preprocess(
+        modality, name, str(vol), str(npz), str(out / f"{name}.csv"), str(out / f"{name}_mask.nii.gz"), **preprocess_kw
+    )
+    t2 = time.perf_counter()
+    meta = json.loads(info.read_text())
+    if meta["status"] != "ok":
+        raise RuntimeError(f"{session}: ingest rejected the session: {meta.get('rejection')}")
+    with np.load(npz) as f:
+        if "rejected" in f.files:
+            raise RuntimeError(f"{session}: preprocessing rejected the volume: {f['reject_reason']}")
+        kept = int(f["images"].shape[0])
+    return {
+        "ingest_s": t1 - t0,
+        "preprocess_s": t2 - t1,
+        "native_size": meta["native"]["size"],
+        "canonical_size": meta["canonical"]["size"],
+        "slices_kept": kept,
+    }
+
+
+def run(
+    workdir: str | Path | None = None,
+    *,
+    make_sessions: Callable[[Path], dict[str, Path]] = demo_sessions,
+    repeats: int = 3,
+    settings_overrides: dict | None = None,
+) -> dict[str, Any]:
+    own = workdir is None
+    workdir = Path(tempfile.mkdtemp(prefix="bench_volumes_")) if own else Path(workdir)
+    try:
+        shutil.rmtree(workdir, ignore_errors=True)
+        workdir.mkdir(parents=True)
+        sessions = make_sessions(workdir)
+        results: dict[str, Any] = {}
+        for modality, session in sessions.items():
+            settings = workflow_settings(modality, overrides=settings_overrides)
+            runs = [process(modality, session, workdir / f"out_{modality}", settings) for _ in range(repeats)]
+            mem = in_fresh_process(process, modality, session, workdir / f"out_{modality}_mem", settings)
+            totals = [r["ingest_s"] + r["preprocess_s"] for r in runs]
+            results[modality] = {
+                "session": Path(session).name,
+                "native_size": runs[0]["native_size"],
+                "canonical_size": runs[0]["canonical_size"],
+                "slices_kept": runs[0]["slices_kept"],
+                "ingest_s": rounded([r["ingest_s"] for r in runs]),
+                "preprocess_s": rounded([r["preprocess_s"] for r in runs]),
+                "total_median_s": round(median(totals), 3),
+                "peak_rss_mb": mem["peak_rss_mb"],
+            }
+        return {"benchmark": "mr_pet_per_volume", "repeats": repeats, "volumes": results, "met": True}
+    finally:
+        if own:
+            shutil.rmtree(workdir, ignore_errors=True)
