@@ -485,14 +485,15 @@ class CycleGANTrainer:
 # ----------------------------------------------------------------------------- export / load
 
 
-def export_generator(model, path, image_size: int, native_multiple: int | None = None) -> None:
+def export_generator(model, path, image_size: int, tiled: bool = False) -> None:
     """Write ``model`` as a TF SavedModel with endpoint ``serve``.
 
     ``serve(x)``: ``x`` float32 [B, H, W, 1] in [-1, 1] of any size; returns [B, H, W, 1].
     A model trained on whole resized slices resizes ``x`` to the training size (area averaging
-    down, bilinear up), translates, and resizes back. A model trained on patches
-    (``native_multiple`` = 2**depth) translates at the input's own resolution: ``x`` is padded with
-    the background -1 up to a multiple of ``native_multiple`` and the result cropped back.
+    down, bilinear up), translates, and resizes back. A model trained on patches (``tiled``)
+    translates at the input's own resolution, in ``image_size`` windows at half-window steps
+    (the slice padded with the background -1 to fit) blended with a Hann window: each window is
+    normalised like the training patches, which a whole-slice pass through instance norm is not.
     Loads with ``tf.saved_model.load(path).serve`` or ``keras.layers.TFSMLayer(path,
     call_endpoint="serve")``: no custom classes, no medcyclegan import.
     """
@@ -504,6 +505,8 @@ def export_generator(model, path, image_size: int, native_multiple: int | None =
     if tmp.exists():
         shutil.rmtree(tmp)
     size = int(image_size)
+    hann = np.hanning(size + 2)[1:-1]
+    tile_weight = np.outer(hann, hann).astype(np.float32)  # > 0 everywhere: every pixel gets a weight
 
     def serve_resized(x):
         x = tf.cast(x, tf.float32)
@@ -524,17 +527,32 @@ def export_generator(model, path, image_size: int, native_multiple: int | None =
         y = tf.cond(same, lambda: y, lambda: tf.image.resize(y, hw, method="bilinear"))
         return tf.clip_by_value(y, -1.0, 1.0)
 
-    def serve_native(x):
+    def serve_tiled(x):
         x = tf.cast(x, tf.float32)
         h, w = tf.shape(x)[1], tf.shape(x)[2]
-        m = int(native_multiple)
-        ph, pw = (-h) % m, (-w) % m
-        xi = tf.pad(x, [[0, 0], [ph // 2, ph - ph // 2], [pw // 2, pw - pw // 2], [0, 0]], constant_values=-1.0)
-        y = tf.cast(model(xi, training=False), tf.float32)
-        y = y[:, ph // 2 : ph // 2 + h, pw // 2 : pw // 2 + w, :]
+        stride = size // 2
+        # pad (background -1) so that windows at multiples of the stride cover the slice exactly
+        hp = size + tf.cast(tf.math.ceil(tf.maximum(h - size, 0) / stride), tf.int32) * stride
+        wp = size + tf.cast(tf.math.ceil(tf.maximum(w - size, 0) / stride), tf.int32) * stride
+        top, left = (hp - h) // 2, (wp - w) // 2
+        xp = tf.pad(x, [[0, 0], [top, hp - h - top], [left, wp - w - left], [0, 0]], constant_values=-1.0)
+        weight = tf.constant(tile_weight[None, :, :, None])
+        n_cols = (wp - size) // stride + 1
+
+        def add_window(k, out, acc):
+            r, c = (k // n_cols) * stride, (k % n_cols) * stride
+            y = tf.cast(model(xp[:, r : r + size, c : c + size, :], training=False), tf.float32)
+            pads = [[0, 0], [r, hp - r - size], [c, wp - c - size], [0, 0]]
+            return k + 1, out + tf.pad(y * weight, pads), acc + tf.pad(weight, pads)
+
+        n_windows = ((hp - size) // stride + 1) * n_cols
+        _, out, acc = tf.while_loop(
+            lambda k, *_: k < n_windows, add_window, (0, tf.zeros_like(xp), tf.zeros([1, hp, wp, 1], tf.float32))
+        )
+        y = (out / acc)[:, top : top + h, left : left + w, :]
         return tf.clip_by_value(y, -1.0, 1.0)
 
-    serve = serve_resized if native_multiple is None else serve_native
+    serve = serve_tiled if tiled else serve_resized
 
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -554,24 +572,24 @@ def export_models(
     step: int,
     ct_value_range,
     fingerprint: str = "",
-    native_multiple: int | None = None,
+    tiled: bool = False,
 ) -> dict:
     """Export both generators to ``model_dir/{src}2ct`` and ``model_dir/ct2{src}`` plus ``manifest.json``.
 
-    ``native_multiple`` (patch-trained models): translate at the input's resolution, padded to this multiple.
+    ``tiled`` (patch-trained models): translate at the input's resolution in overlapping windows.
     """
     src = TASKS[task]
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     names = {"to_ct": f"{src}2ct", "from_ct": f"ct2{src}"}
-    export_generator(g_src2ct, model_dir / names["to_ct"], image_size, native_multiple)
-    export_generator(g_ct2src, model_dir / names["from_ct"], image_size, native_multiple)
+    export_generator(g_src2ct, model_dir / names["to_ct"], image_size, tiled)
+    export_generator(g_ct2src, model_dir / names["from_ct"], image_size, tiled)
     lo, hi = (float(v) for v in ct_value_range)
     how = (
         f"resized internally to {image_size}x{image_size} and back"
-        if native_multiple is None
-        else f"translated at its own resolution (trained on {image_size}x{image_size} patches; padded with -1 "
-        f"to a multiple of {native_multiple} and cropped back)"
+        if not tiled
+        else f"translated at its own resolution in overlapping {image_size}x{image_size} windows (the training "
+        "patch size) at half-window steps, blended with a Hann window"
     )
     io_doc = (
         "serve(x): x float32 [batch, H, W, 1] scaled to [-1, 1] like the TFRecord 'image' feature; "
@@ -581,7 +599,7 @@ def export_models(
         "task": task,
         "source_modality": src,
         "image_size": int(image_size),
-        "patches": native_multiple is not None,
+        "patches": bool(tiled),
         "step": int(step),
         "fingerprint": fingerprint,
         "ct_value_range": [lo, hi],
@@ -843,7 +861,7 @@ def run_training(
         step,
         (lo, hi),
         fingerprint=fp["fingerprint"],
-        native_multiple=2 ** int(cfg["unet_depth"]) if cfg.get("patches") else None,
+        tiled=bool(cfg.get("patches")),
     )
     export_s = time.perf_counter() - t_exp
     names = {k: v["path"] for k, v in manifest["generators"].items()}

@@ -304,27 +304,47 @@ def test_patch_windows_are_native_resolution_crops(data):
         next(iter(training.make_dataset(data["ct"], tiny_config(patches=True, image_size=64), seed=0)))
 
 
-def test_patch_trained_generator_translates_whole_slices_at_their_resolution(tmp_path):
+def _tiled_reference(g, x, size):
+    """Numpy reference of the tiled translation: Hann-blended windows at half-window steps."""
+    stride = size // 2
+    n, h, w, _ = x.shape
+    hp = size + int(np.ceil(max(h - size, 0) / stride)) * stride
+    wp = size + int(np.ceil(max(w - size, 0) / stride)) * stride
+    top, left = (hp - h) // 2, (wp - w) // 2
+    xp = np.pad(x, [(0, 0), (top, hp - h - top), (left, wp - w - left), (0, 0)], constant_values=-1.0)
+    hann = np.hanning(size + 2)[1:-1]
+    wt = np.outer(hann, hann)[None, :, :, None]
+    out, acc = np.zeros_like(xp, np.float64), np.zeros((1, hp, wp, 1))
+    for r in range(0, hp - size + 1, stride):
+        for c in range(0, wp - size + 1, stride):
+            out[:, r : r + size, c : c + size] += np.asarray(g(xp[:, r : r + size, c : c + size], training=False)) * wt
+            acc[:, r : r + size, c : c + size] += wt
+    return (out / acc)[:, top : top + h, left : left + w]
+
+
+def test_patch_trained_generator_translates_whole_slices_in_windows(tmp_path):
     import keras
 
     from medcyclegan.models import build_models
 
     keras.utils.set_random_seed(1)
-    g = build_models(tiny_config(patches=True))["g_src2ct"]  # trained on 32 px windows, depth 3
-    assert g(np.zeros((1, SIZE, SIZE, 1), np.float32)).shape == (1, SIZE, SIZE, 1)
-    training.export_models(g, g, tmp_path / "m", "mr2ct", SIZE, 0, (-1024, 3000), native_multiple=8)
+    g = build_models(tiny_config(patches=True))["g_src2ct"]  # trained on 32 px windows
+    training.export_models(g, g, tmp_path / "m", "mr2ct", SIZE, 0, (-1024, 3000), tiled=True)
     manifest = training.load_manifest(tmp_path / "m")
     assert manifest["patches"] is True and "own resolution" in manifest["generators"]["to_ct"]["doc"]
     serve = training.load_generator(tmp_path / "m" / "mr2ct")
-    # a 64x64 slice runs at 64x64, exactly as the network itself would run it (no resize)
-    x = phantom("mr", 1, 64)[None, ..., None]
-    np.testing.assert_allclose(serve(x), np.asarray(g(x, training=False)), atol=1e-5)
-    # a size that is not a multiple of 2**depth is padded with background and cropped back
-    odd = phantom("mr", 2, 64)[None, 3:45, 5:58, None]
-    y = serve(odd)
-    assert y.shape == odd.shape
-    padded = np.pad(odd, [(0, 0), (3, 3), (1, 2), (0, 0)], constant_values=-1.0)
-    np.testing.assert_allclose(y, np.asarray(g(padded, training=False))[:, 3:-3, 1:-2], atol=1e-5)
+    # a 64x64 slice: 3 x 3 windows of 32 px at the stored resolution, no resize
+    x = np.stack([phantom("mr", k, 64) for k in (1, 2)])[..., None]
+    y = serve(x)
+    assert y.shape == x.shape
+    np.testing.assert_allclose(y, _tiled_reference(g, x, SIZE), atol=1e-5)
+    # a window-sized input is one plain pass of the network
+    np.testing.assert_allclose(serve(x[:, :SIZE, :SIZE]), np.asarray(g(x[:, :SIZE, :SIZE], training=False)), atol=1e-5)
+    # odd sizes, and one smaller than a window: padded with background and cropped back
+    for odd in (x[:, 3:45, 5:58], x[:, 10:30, 7:31]):
+        y = serve(odd)
+        assert y.shape == odd.shape
+        np.testing.assert_allclose(y, _tiled_reference(g, odd, SIZE), atol=1e-5)
 
 
 # ----------------------------------------------------------------------------- train step
