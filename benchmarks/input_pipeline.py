@@ -27,7 +27,7 @@ SMOKE_TRAINING = {
 
 
 def full(args):
-    return input_pipeline.run(args.workdir, n_slices=600, block_steps=25, blocks=6, warmup_steps=10)
+    return input_pipeline.run(args.workdir, n_slices=600, block_steps=10, blocks=20, warmup_steps=10)
 
 
 def smoke(args):

@@ -63,19 +63,43 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _measured_call(fn: Callable, args: tuple, kwargs: dict) -> tuple[Any, float, float]:
-    t0 = time.perf_counter()
-    result = fn(*args, **kwargs)
-    return result, time.perf_counter() - t0, peak_rss_mb()
+def _measured_child(conn, fn: Callable, args: tuple, kwargs: dict) -> None:
+    try:
+        t0 = time.perf_counter()
+        result = fn(*args, **kwargs)
+        wall = time.perf_counter() - t0
+        children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+        conn.send(("ok", result, wall, peak_rss_mb(), children))
+    except BaseException as exc:  # noqa: BLE001 - sent to the parent, which raises it
+        conn.send(("error", f"{type(exc).__name__}: {exc}", 0.0, 0.0, 0.0))
+    finally:
+        conn.close()
 
 
 def in_fresh_process(fn: Callable, *args, **kwargs) -> dict[str, Any]:
-    """Run ``fn`` (a module-level function) in a new interpreter; its result, wall time and the
-    child's peak resident memory (MB, imports included: what a Snakemake job would use)."""
+    """Run ``fn`` (a module-level function) in a new interpreter (spawned, not daemonic, so it
+    may start workers of its own); its result, wall time and peak resident memory in MB: the
+    process's own peak (imports included, as a Snakemake job) plus the largest peak among the
+    processes it started (an upper bound: forked workers share their parent's pages)."""
     ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(1, maxtasksperchild=1) as pool:
-        result, wall, rss = pool.apply(_measured_call, (fn, args, kwargs))
-    return {"result": result, "wall_s": wall, "peak_rss_mb": round(rss, 1)}
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_measured_child, args=(child, fn, args, kwargs))
+    proc.start()
+    child.close()
+    try:
+        status, result, wall, own, children = parent.recv()
+    except EOFError:
+        status, result, wall, own, children = "error", "the process died without an answer", 0.0, 0.0, 0.0
+    proc.join()
+    if status != "ok" or proc.exitcode != 0:
+        raise RuntimeError(f"{getattr(fn, '__name__', fn)} in a fresh process failed (exit {proc.exitcode}): {result}")
+    return {
+        "result": result,
+        "wall_s": wall,
+        "peak_rss_mb": round(own + children, 1),
+        "own_peak_rss_mb": round(own, 1),
+        "workers_peak_rss_mb": round(children, 1),
+    }
 
 
 def interleaved(funcs: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1) -> dict[str, list[float]]:

@@ -172,6 +172,10 @@ def run(
                 "full_median_s": round(median(times["full"]), 3),
                 "ratio": round(ratio, 3),
                 "full_peak_rss_mb": mem["peak_rss_mb"],
+                "full_peak_rss_detail_mb": {
+                    "own": mem["own_peak_rss_mb"],
+                    "largest_worker": mem["workers_peak_rss_mb"],
+                },
             }
             if profile_to:
                 import cProfile

@@ -657,12 +657,27 @@ def decode_workers() -> int:
     return max(1, min(int(sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()), cores))
 
 
+def _compressed(path: Path) -> bool:
+    try:
+        ts = getattr(_dcmread(path, headers_only=True).file_meta, "TransferSyntaxUID", None)
+        return bool(ts) and pydicom.uid.UID(str(ts)).is_compressed
+    except Exception:  # noqa: BLE001 - the serial read reports the problem
+        return False
+
+
 def _read_slices(files: list[Path], workers: int | None) -> list[dict[str, Any]]:
     """:func:`_read_slice` of every file, in order. JPEG 2000 / JPEG decoding holds the GIL, so a
-    series of ``PARALLEL_MIN_FILES`` or more files is decoded by ``workers`` forked processes
-    (default :func:`decode_workers`); the first failing file (in file order) raises, as serially."""
+    compressed series of ``PARALLEL_MIN_FILES`` or more files is decoded by ``workers`` forked
+    processes (default :func:`decode_workers`); the first failing file (in file order) raises, as
+    serially. Uncompressed series are read here: copying their slices back from workers would
+    cost more than reading them."""
     workers = decode_workers() if workers is None else max(1, int(workers))
-    if workers > 1 and len(files) >= PARALLEL_MIN_FILES and "fork" in multiprocessing.get_all_start_methods():
+    if (
+        workers > 1
+        and len(files) >= PARALLEL_MIN_FILES
+        and "fork" in multiprocessing.get_all_start_methods()
+        and _compressed(files[0])
+    ):
         ctx = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(min(workers, len(files)), mp_context=ctx) as pool:
             return list(pool.map(_read_slice_worker, files, chunksize=8))
