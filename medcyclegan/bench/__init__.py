@@ -59,7 +59,17 @@ def machine_info() -> dict[str, Any]:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (MB)."""
+    """Peak resident memory of this process so far (MB): ``VmHWM`` of /proc/self/status.
+
+    Not ``ru_maxrss``: Linux carries that across ``execve`` from the forked copy of the parent,
+    so a freshly spawned process would report its (large) parent's resident size.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 

@@ -2,7 +2,7 @@
 
 The tree (500 CQ500 studies, 2,800 OASIS-3 MR and 1,600 PET sessions at full size) has the real
 folder layouts with EMPTY image files: planning must open no image file. Measured: wall time and
-peak resident memory of the ``snakemake -n`` process (``os.wait4``), median of a few runs; and,
+peak resident memory of the ``snakemake -n`` process (its ``VmHWM``), median of a few runs; and,
 where ``strace`` is installed, every file the planning process opened under the raw tree (must be
 none; folders are listed, never files read).
 
@@ -59,18 +59,38 @@ def command(workdir: Path, *extra: str) -> list[str]:
     ]
 
 
+def _vm_hwm_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return 0.0
+
+
 def timed_run(cmd: list[str], log: Path) -> tuple[float, float, str]:
-    """(wall s, peak RSS MB of the process, its output); raises on a non-zero exit."""
+    """(wall s, peak RSS MB of the process, its output); raises on a non-zero exit.
+
+    The peak is the process's ``VmHWM`` (read every 20 ms while it runs; it only grows), not
+    ``ru_maxrss`` from ``wait4``, which Linux carries over from the parent's pages at fork + exec.
+    """
     with open(log, "w") as out:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=log.parent)
-        _, status, usage = os.wait4(proc.pid, 0)
+        peak = 0.0
+        while True:
+            peak = max(peak, _vm_hwm_mb(proc.pid))
+            pid, status, _ = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            time.sleep(0.02)
         wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
     text = log.read_text()
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{text[-3000:]}")
-    return wall, usage.ru_maxrss / 1024.0, text
+    return wall, peak, text
 
 
 def job_counts(dry_run_output: str) -> dict[str, int]:
