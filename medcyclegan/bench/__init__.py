@@ -112,6 +112,52 @@ def in_fresh_process(fn: Callable, *args, **kwargs) -> dict[str, Any]:
     }
 
 
+def ingest_and_preprocess(
+    modality: str, source, volume_id: str, out_dir, ingest_kw: dict, preprocess_kw: dict, threads: int = 2
+) -> dict[str, Any]:
+    """What the ``ingest`` and ``preprocess_volume`` jobs of one volume do, through the package's
+    own entry points; raises if either step rejects the volume. Seconds of each step, sizes, slices kept."""
+    import json
+
+    import numpy as np
+    import SimpleITK as sitk
+
+    from .. import pipeline
+
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)  # as workflow_scripts/ingest.py
+    out = Path(out_dir)
+    vol, info, npz = (out / f"{volume_id}{ext}" for ext in (".nii.gz", ".json", ".npz"))
+    t0 = time.perf_counter()
+    pipeline.ingest(modality, str(source), volume_id, str(vol), str(info), **ingest_kw)
+    t1 = time.perf_counter()
+    pipeline.preprocess(
+        modality,
+        volume_id,
+        str(vol),
+        str(npz),
+        str(out / f"{volume_id}.csv"),
+        str(out / f"{volume_id}_mask.nii.gz"),
+        **preprocess_kw,
+    )
+    t2 = time.perf_counter()
+    meta = json.loads(info.read_text())
+    if meta["status"] != "ok":
+        raise RuntimeError(f"{source}: ingest rejected the volume: {meta.get('rejection')}")
+    with np.load(npz) as f:
+        if "rejected" in f.files:
+            raise RuntimeError(f"{source}: preprocessing rejected the volume: {f['reject_reason']}")
+        kept = int(f["images"].shape[0])
+    if kept == 0:
+        raise RuntimeError(f"{source}: no slice kept")
+    return {
+        "ingest_s": t1 - t0,
+        "preprocess_s": t2 - t1,
+        "native_size": meta["native"]["size"],
+        "canonical_size": meta["canonical"]["size"],
+        "slices_kept": kept,
+    }
+
+
 def interleaved(funcs: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1) -> dict[str, list[float]]:
     """Wall times of each function, run in turn (a, b, a, b, ...) ``repeats`` times after
     ``warmup`` untimed rounds, so both see the same machine load."""

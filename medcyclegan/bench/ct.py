@@ -96,37 +96,12 @@ def bare_read(files: list[Path]) -> int:
 
 def full_processing(study: str | Path, out_dir: str | Path, settings: dict, threads: int = 2) -> dict:
     """What the ``ingest`` and ``preprocess_volume`` jobs of one CT study do; returns a summary."""
-    import json
+    from . import ingest_and_preprocess
 
-    import numpy as np
-    import SimpleITK as sitk
-
-    from .. import pipeline
-
-    out = Path(out_dir)
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)  # as workflow_scripts/ingest.py
-    vol, info = out / "volumes" / f"{VOLUME_ID}.nii.gz", out / "volumes" / f"{VOLUME_ID}.json"
-    pipeline.ingest("ct", str(study), VOLUME_ID, str(vol), str(info), **settings["ingest"])
-    npz = out / "slices" / f"{VOLUME_ID}.npz"
-    pipeline.preprocess(
-        "ct",
-        VOLUME_ID,
-        str(vol),
-        str(npz),
-        str(out / "slices" / f"{VOLUME_ID}.csv"),
-        str(out / "masks" / f"{VOLUME_ID}.nii.gz"),
-        **settings["preprocess"],
+    r = ingest_and_preprocess(
+        "ct", study, VOLUME_ID, out_dir, settings["ingest"], settings["preprocess"], threads=threads
     )
-    meta = json.loads(info.read_text())
-    if meta["status"] != "ok":
-        raise RuntimeError(f"{study}: ingest rejected the study: {meta.get('rejection')}")
-    with np.load(npz) as f:
-        if "rejected" in f.files:
-            raise RuntimeError(f"{study}: preprocessing rejected the volume: {f['reject_reason']}")
-        n_kept = int(f["images"].shape[0])
-    if n_kept == 0:
-        raise RuntimeError(f"{study}: no slice kept")
-    return {"native_size": meta["native"]["size"], "canonical_size": meta["canonical"]["size"], "slices_kept": n_kept}
+    return {k: r[k] for k in ("native_size", "canonical_size", "slices_kept")}
 
 
 def run(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -51,41 +50,12 @@ def demo_sessions(workdir: Path) -> dict[str, Path]:
 
 def process(modality: str, session: str | Path, out_dir: str | Path, settings, threads: int = 2) -> dict:
     """``ingest`` then ``preprocess_volume`` of one session; seconds of each step and the slices kept."""
-    import json
+    from . import ingest_and_preprocess
 
-    import numpy as np
-    import SimpleITK as sitk
-
-    from .. import pipeline
-
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)  # as workflow_scripts/ingest.py
     ingest_kw, preprocess_kw = settings
     out = Path(out_dir)
     shutil.rmtree(out, ignore_errors=True)
-    name = Path(session).name
-    vol, info = out / f"{name}.nii.gz", out / f"{name}.json"
-    t0 = time.perf_counter()
-    pipeline.ingest(modality, str(session), name, str(vol), str(info), **ingest_kw)
-    t1 = time.perf_counter()
-    npz = out / f"{name}.npz"
-    pipeline.preprocess(
-        modality, name, str(vol), str(npz), str(out / f"{name}.csv"), str(out / f"{name}_mask.nii.gz"), **preprocess_kw
-    )
-    t2 = time.perf_counter()
-    meta = json.loads(info.read_text())
-    if meta["status"] != "ok":
-        raise RuntimeError(f"{session}: ingest rejected the session: {meta.get('rejection')}")
-    with np.load(npz) as f:
-        if "rejected" in f.files:
-            raise RuntimeError(f"{session}: preprocessing rejected the volume: {f['reject_reason']}")
-        kept = int(f["images"].shape[0])
-    return {
-        "ingest_s": t1 - t0,
-        "preprocess_s": t2 - t1,
-        "native_size": meta["native"]["size"],
-        "canonical_size": meta["canonical"]["size"],
-        "slices_kept": kept,
-    }
+    return ingest_and_preprocess(modality, session, Path(session).name, out, ingest_kw, preprocess_kw, threads=threads)
 
 
 def run(
