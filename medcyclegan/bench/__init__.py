@@ -8,12 +8,15 @@ process, interleaved timing.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import platform
 import resource
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -156,6 +159,21 @@ def ingest_and_preprocess(
         "canonical_size": meta["canonical"]["size"],
         "slices_kept": kept,
     }
+
+
+@contextlib.contextmanager
+def scratch_workdir(workdir, prefix: str):
+    """An emptied ``workdir`` for a benchmark's generated data; without one, a temporary folder
+    that is removed afterwards (a given ``workdir`` is kept for inspection)."""
+    own = workdir is None
+    path = Path(tempfile.mkdtemp(prefix=prefix)) if own else Path(workdir)
+    try:
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True)
+        yield path
+    finally:
+        if own:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def interleaved(funcs: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1) -> dict[str, list[float]]:

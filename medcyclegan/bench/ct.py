@@ -17,11 +17,10 @@ doing both steps, imports included) <= 2 GB.
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from . import REPO, in_fresh_process, interleaved, median, rounded
+from . import REPO, in_fresh_process, interleaved, median, rounded, scratch_workdir
 
 MAX_RATIO = 1.5
 MAX_PEAK_MB = 2048.0
@@ -114,11 +113,7 @@ def run(
     profile_to: str | Path | None = None,
 ) -> dict[str, Any]:
     """Generate the two series, time (a) and (b) interleaved, measure (b)'s peak memory."""
-    own = workdir is None
-    workdir = Path(tempfile.mkdtemp(prefix="bench_ct_")) if own else Path(workdir)
-    try:
-        shutil.rmtree(workdir, ignore_errors=True)
-        workdir.mkdir(parents=True)
+    with scratch_workdir(workdir, "bench_ct_") as workdir:
         studies = make_series(workdir, matrix=matrix, thin_mm=thin_mm)
         settings = workflow_settings(overrides=settings_overrides)
         results: dict[str, Any] = {}
@@ -169,6 +164,3 @@ def run(
             "variants": results,
             "met": all(r["ratio"] <= MAX_RATIO and r["full_peak_rss_mb"] <= MAX_PEAK_MB for r in results.values()),
         }
-    finally:
-        if own:
-            shutil.rmtree(workdir, ignore_errors=True)

@@ -13,15 +13,13 @@ medians is reported too).
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import REPO, median, rounded
+from . import REPO, median, rounded, scratch_workdir
 
 MIN_RATIO = 0.95
 
@@ -82,11 +80,7 @@ def run(
     from ..training import CycleGANTrainer, configure_tensorflow, unpaired_dataset
 
     configure_tensorflow(threads or len(__import__("os").sched_getaffinity(0)))
-    own = workdir is None
-    workdir = Path(tempfile.mkdtemp(prefix="bench_input_")) if own else Path(workdir)
-    try:
-        shutil.rmtree(workdir, ignore_errors=True)
-        workdir.mkdir(parents=True)
+    with scratch_workdir(workdir, "bench_input_") as workdir:
         src_path, ct_path = workdir / "mr_train.tfrecord", workdir / "ct_train.tfrecord"
         write_slices(src_path, n_slices, "mr", seed=1)
         write_slices(ct_path, n_slices, "ct", seed=2)
@@ -137,6 +131,3 @@ def run(
             "targets": {"min_ratio": MIN_RATIO},
             "met": ratio >= MIN_RATIO,
         }
-    finally:
-        if own:
-            shutil.rmtree(workdir, ignore_errors=True)

@@ -10,12 +10,11 @@ the peak memory of a fresh process doing both.
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import REPO, in_fresh_process, median, rounded
+from . import REPO, in_fresh_process, median, rounded, scratch_workdir
 
 
 def workflow_settings(modality: str, config_path: str | Path = REPO / "config.yaml", overrides: dict | None = None):
@@ -65,11 +64,7 @@ def run(
     repeats: int = 3,
     settings_overrides: dict | None = None,
 ) -> dict[str, Any]:
-    own = workdir is None
-    workdir = Path(tempfile.mkdtemp(prefix="bench_volumes_")) if own else Path(workdir)
-    try:
-        shutil.rmtree(workdir, ignore_errors=True)
-        workdir.mkdir(parents=True)
+    with scratch_workdir(workdir, "bench_volumes_") as workdir:
         sessions = make_sessions(workdir)
         results: dict[str, Any] = {}
         for modality, session in sessions.items():
@@ -88,6 +83,3 @@ def run(
                 "peak_rss_mb": mem["peak_rss_mb"],
             }
         return {"benchmark": "mr_pet_per_volume", "repeats": repeats, "volumes": results, "met": True}
-    finally:
-        if own:
-            shutil.rmtree(workdir, ignore_errors=True)
