@@ -14,7 +14,7 @@ import SimpleITK as sitk
 
 from . import io, reject, tfrecords
 from .discovery import is_pseudonym, subject_of
-from .geometry import BACKGROUND, to_canonical
+from .geometry import BACKGROUND, to_canonical, whole_hu
 from .reject import BadInput
 from .split import assign_split
 
@@ -82,6 +82,8 @@ def ingest(
     for fix in info["fixes"]:
         log.warning("%s %s: FIXED (documented rule): %s", modality, volume, fix)
     canonical = to_canonical(img, spacing_mm, default_value=BACKGROUND[modality])
+    if modality == "ct":
+        canonical = whole_hu(canonical)
     log.info("%s %s: canonical grid %s", modality, volume, _geometry(canonical))
     io.write_image(out_volume, canonical)
     io.write_json(

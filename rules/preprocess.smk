@@ -18,6 +18,7 @@ rule ingest:
     resources:
         mem_mb=1500,
         runtime=20,
+        disk_mb=1000,
     params:
         settings=modality_params("ingest"),
         spacing_mm=config["geometry"]["spacing_mm"],
@@ -43,6 +44,7 @@ rule preprocess_volume:
     resources:
         mem_mb=1000,
         runtime=20,
+        disk_mb=1000,
     params:
         mask=modality_params("masking"),
         slicing=config["slicing"],

@@ -145,3 +145,24 @@ def test_writer_killed_mid_write_leaves_no_output(tmp_path, writer):
         io.write_image(target, sitk.GetImageFromArray(np.zeros((2, 3, 4), np.float32)))
     assert target.exists() and not list(tmp_path.glob(".partial-*"))
     json.dumps({})
+
+
+def test_npz_writer_round_trips_every_array_kind_through_np_load(tmp_path):
+    """The level-1 zip writer must stay a valid .npz: numbers, strings, scalars, empty arrays."""
+    from medcyclegan import io
+
+    arrays = {
+        "images": np.random.default_rng(0).normal(size=(3, 8, 8)).astype(np.float32),
+        "slice": np.arange(3),
+        "z_mm": np.array([0.5, 1.5, 2.5]),
+        "volume": np.array("CQ500-CT-7"),
+        "value_lo": np.array(-1024.0),
+        "empty": np.zeros((0, 4), np.int16),
+        "rejected": np.array(True),
+    }
+    io.write_npz(tmp_path / "x.npz", **arrays)
+    with np.load(tmp_path / "x.npz") as loaded:
+        assert sorted(loaded.files) == sorted(arrays)
+        for name, value in arrays.items():
+            assert loaded[name].dtype == value.dtype and loaded[name].shape == value.shape, name
+            np.testing.assert_array_equal(loaded[name], value)

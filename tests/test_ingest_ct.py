@@ -614,3 +614,28 @@ def test_parallel_decode_matches_serial_and_reports_a_truncated_file(tmp_path):
     for workers in (1, 2):
         with pytest.raises(IngestError, match="CT000017.dcm"):
             ct._read_ct_series(tmp_path / "s", workers=workers)
+
+
+def test_canonical_ct_is_whole_hu_int16_within_half_a_hu_of_the_resampled_float(tmp_path):
+    """The canonical CT on disk is int16 HU: the float resampling rounded, nothing else changed."""
+    from hostile_data import CT_RULES, write_ct
+
+    from medcyclegan import pipeline
+    from medcyclegan.geometry import to_canonical
+
+    study = tmp_path / "CQ500-CT-1"
+    write_ct(study / "CT PLAIN", n=40, size=48, spacing=2.7, thickness=2.5)
+    out = tmp_path / "out.nii.gz"
+    spacing = [2.0, 2.0, 2.0]
+    pipeline.ingest(
+        "ct", str(study), "CQ500-CT-1", str(out), str(tmp_path / "out.json"), spacing_mm=spacing, ct_series=CT_RULES
+    )
+    assert json.loads((tmp_path / "out.json").read_text())["status"] == "ok"
+    written = sitk.ReadImage(str(out))
+    assert written.GetPixelID() == sitk.sitkInt16
+    img, _ = ingest_ct_study(study, CT_RULES)
+    expected = to_canonical(img, spacing, default_value=-1024.0)
+    assert written.GetSize() == expected.GetSize() and written.GetOrigin() == pytest.approx(expected.GetOrigin())
+    diff = sitk.GetArrayFromImage(written) - sitk.GetArrayFromImage(expected)
+    assert np.abs(diff).max() <= 0.5 + 1e-3
+    assert np.ptp(sitk.GetArrayFromImage(expected)) > 500  # a real HU range, not a blank volume

@@ -56,6 +56,7 @@ import pydicom
 import SimpleITK as sitk
 from pydicom.errors import InvalidDicomError
 
+from ..geometry import job_threads
 from . import IngestError
 
 __all__ = [
@@ -647,14 +648,8 @@ def _read_slice_worker(path: Path) -> dict[str, Any]:
 
 
 def decode_workers() -> int:
-    """Processes that decode a series: the job's thread budget, i.e. SimpleITK's global default
-    number of threads (``workflow_scripts/ingest.py`` sets it from the rule's ``threads``), at
-    most the cores this process may use."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(int(sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()), cores))
+    """Processes that decode a series: the job's thread budget (:func:`~medcyclegan.geometry.job_threads`)."""
+    return job_threads()
 
 
 def _compressed(path: Path) -> bool:
