@@ -18,6 +18,8 @@ rule ingest:
     resources:
         mem_mb=1500,
         runtime=20,
+        # stated, so that planning 5,000 volumes does not look up every job's input size
+        # for Snakemake's default disk_mb (README "Resources")
         disk_mb=1000,
     params:
         settings=modality_params("ingest"),
