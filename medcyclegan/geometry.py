@@ -79,16 +79,17 @@ def job_threads() -> int:
 
 
 def gaussian_filter_threaded(arr: np.ndarray, sigmas, threads: int) -> np.ndarray:
-    """``scipy.ndimage.gaussian_filter(arr, sigmas, mode="nearest")`` of a float array, bit for bit, on threads.
+    """``scipy.ndimage.gaussian_filter(arr, sigmas, mode="nearest")``, bit for bit, on threads.
 
     The separable passes run one axis at a time, as scipy does; each pass is cut into slabs
     across another axis, which leaves every filtered line whole, and scipy releases the GIL
-    while filtering, so the slabs run in parallel (3x faster on 2 cores for a 512x512x240 CT).
+    while filtering, so the slabs run in parallel (1.5 s -> ~1 s on 2 cores for a 512x512x240
+    float32 CT). Like scipy, every pass is computed in the input's dtype.
     """
     from scipy import ndimage
 
     src = arr
-    out = np.empty(arr.shape, arr.dtype if arr.dtype in (np.float32, np.float64) else np.float64)
+    out = np.empty_like(arr)
     for axis, sigma in enumerate(sigmas):
         if sigma <= 1e-15:
             continue
@@ -133,18 +134,23 @@ def to_canonical(
         raise ValueError(f"expected a 3D image, got {img.GetDimension()}D")
     img = sitk.Cast(img, sitk.sitkFloat32)
     if reference is None:
-        spacing = np.array(spacing_mm, dtype=float)
-        corners = physical_corners(img)
-        lo, hi = corners.min(axis=0), corners.max(axis=0)
-        size = np.maximum(np.ceil((hi - lo) / spacing - 1e-6).astype(int), 1)
-        origin = lo + spacing / 2
-        reference = sitk.Image([int(s) for s in size], sitk.sitkFloat32)
-        reference.SetSpacing([float(s) for s in spacing])
-        reference.SetOrigin([float(o) for o in origin])
-        reference.SetDirection(np.eye(3).ravel().tolist())
+        reference = canonical_grid(img, spacing_mm)
     if interpolator != sitk.sitkNearestNeighbor:
         img = anti_alias(img, reference.GetSpacing())
     return sitk.Resample(img, reference, sitk.Transform(), interpolator, float(default_value), sitk.sitkFloat32)
+
+
+def canonical_grid(img: sitk.Image, spacing_mm=(1.0, 1.0, 1.0)) -> sitk.Image:
+    """The empty identity-direction grid at ``spacing_mm`` that covers ``img``'s whole extent."""
+    spacing = np.array(spacing_mm, dtype=float)
+    corners = physical_corners(img)
+    lo, hi = corners.min(axis=0), corners.max(axis=0)
+    size = np.maximum(np.ceil((hi - lo) / spacing - 1e-6).astype(int), 1)
+    grid = sitk.Image([int(n) for n in size], sitk.sitkFloat32)
+    grid.SetSpacing([float(v) for v in spacing])
+    grid.SetOrigin([float(v) for v in lo + spacing / 2])
+    grid.SetDirection(np.eye(3).ravel().tolist())
+    return grid
 
 
 def is_canonical(img: sitk.Image) -> bool:

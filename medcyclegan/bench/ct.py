@@ -112,7 +112,7 @@ def unavoidable_steps(study: str | Path, settings: dict, repeats: int = 3) -> di
 
     import SimpleITK as sitk
 
-    from ..geometry import to_canonical
+    from ..geometry import canonical_grid
     from ..ingest.ct import ingest_ct_study
 
     def best(step):
@@ -124,7 +124,7 @@ def unavoidable_steps(study: str | Path, settings: dict, repeats: int = 3) -> di
         return min(times), result
 
     read_s, (img, _) = best(lambda: ingest_ct_study(study, settings["ingest"]["ct_series"]))
-    grid = to_canonical(img, settings["ingest"]["spacing_mm"], default_value=-1024.0)
+    grid = canonical_grid(img, settings["ingest"]["spacing_mm"])
     resample_s, canonical = best(lambda: sitk.Resample(img, grid, sitk.Transform(), sitk.sitkLinear, -1024.0))
     as_int16 = sitk.Cast(canonical, sitk.sitkInt16)
     with scratch_workdir(None, "bench_ct_write_") as tmp:

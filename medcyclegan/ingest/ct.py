@@ -647,11 +647,6 @@ def _read_slice_worker(path: Path) -> dict[str, Any]:
     return _read_slice(path, _WORKER_CHECKED)
 
 
-def decode_workers() -> int:
-    """Processes that decode a series: the job's thread budget (:func:`~medcyclegan.geometry.job_threads`)."""
-    return job_threads()
-
-
 def _compressed(path: Path) -> bool:
     try:
         ts = getattr(_dcmread(path, headers_only=True).file_meta, "TransferSyntaxUID", None)
@@ -663,10 +658,10 @@ def _compressed(path: Path) -> bool:
 def _read_slices(files: list[Path], workers: int | None) -> list[dict[str, Any]]:
     """:func:`_read_slice` of every file, in order. JPEG 2000 / JPEG decoding holds the GIL, so a
     compressed series of ``PARALLEL_MIN_FILES`` or more files is decoded by ``workers`` forked
-    processes (default :func:`decode_workers`); the first failing file (in file order) raises, as
+    processes (default: the job's threads, :func:`~medcyclegan.geometry.job_threads`); the first failing file (in file order) raises, as
     serially. Uncompressed series are read here: copying their slices back from workers would
     cost more than reading them."""
-    workers = decode_workers() if workers is None else max(1, int(workers))
+    workers = job_threads() if workers is None else max(1, int(workers))
     if (
         workers > 1
         and len(files) >= PARALLEL_MIN_FILES
