@@ -31,6 +31,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     pr.add_argument("--tracer", default=None, help="PET tracer when neither file name nor sidecar tells it (4D PET)")
     pr.add_argument("--batch-size", type=int, default=8, help="slices per generator call")
+    pr.add_argument(
+        "--no-flip-average",
+        dest="flip_average",
+        action="store_false",
+        help="translate each slice once (default: average with its left-right mirror image, as the workflow does)",
+    )
     pr.add_argument("--threads", type=int, default=None, help="CPU threads for TensorFlow")
     return p
 
@@ -52,6 +58,7 @@ def main(argv=None) -> int:
                 preprocessing=args.preprocessing,
                 tracer=args.tracer,
                 batch_size=args.batch_size,
+                flip_average=args.flip_average,
             )
         except (FileNotFoundError, IngestError, ValueError) as err:
             print(f"error: {err}", file=sys.stderr)

@@ -57,6 +57,7 @@ rule synthesize:
         runtime=15,
     params:
         batch_size=config["evaluation"]["batch_size"],
+        flip_average=config["evaluation"]["flip_average"],
     script:
         "../workflow_scripts/synthesize.py"
 
@@ -218,6 +219,7 @@ rule predict_volume:
         runtime=15,
     params:
         batch_size=config["evaluation"]["batch_size"],
+        flip_average=config["evaluation"]["flip_average"],
     script:
         "../workflow_scripts/predict_volume.py"
 

@@ -71,6 +71,13 @@ def test_predict_cli_on_a_foreign_nifti(tmp_path, exported_model):
     d = np.sqrt((((ras - HEAD_RAS) / np.array([70.0, 88.0, 75.0])) ** 2).sum(1)).reshape(mr.shape)
     assert (data[d > 1.1] == -1024).all()  # air well outside the head (the mask is smoothed at its edge)
     assert (data[d < 0.8] != -1024).mean() > 0.5  # the generator's values inside it
+    assert info["flip_average"] is True  # the workflow's default test-time augmentation
+    once = tmp_path / "out" / "sct_once.nii.gz"
+    proc = run_cli("--model", exported_model, "--input", src, "--output", once, "--threads", 1, "--no-flip-average")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["flip_average"] is False
+    single = np.asarray(nib.load(str(once)).dataobj)
+    assert (single != data).any()  # a random 3x3 kernel is not mirror-symmetric: the two passes differ
 
 
 def test_predict_cli_errors_are_one_line(tmp_path, exported_model):

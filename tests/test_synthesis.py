@@ -160,3 +160,21 @@ def test_dynamic_pet_input_gives_a_3d_sct_on_its_spatial_grid(tmp_path):
     assert np.array_equal(sct.affine, nib.load(str(src)).affine)
     data = np.asarray(sct.dataobj)
     assert data.min() == -1024 and (data > -1024).sum() > 0.2 * data.size  # air around a head
+
+
+def test_flip_average_mirrors_back_before_averaging():
+    """A generator that adds a left-to-right ramp: averaging with the mirrored pass cancels the ramp."""
+    width = 6
+    ramp = np.linspace(-0.5, 0.5, width, dtype=np.float32)  # antisymmetric about the slice centre
+
+    def ramp_generator(x, batch_size=8):
+        return np.asarray(x, np.float32) + ramp[None, None, :, None]
+
+    images = np.random.default_rng(0).uniform(-0.45, 0.45, (3, 4, width)).astype(np.float32)
+    hu_range = (-1.0, 1.0)  # to_physical is then the identity
+    single = synthesis.translate(ramp_generator, images, hu_range, batch_size=2, flip_average=False)
+    averaged = synthesis.translate(ramp_generator, images, hu_range, batch_size=2, flip_average=True)
+    np.testing.assert_allclose(single, images + ramp, atol=1e-6)
+    np.testing.assert_allclose(averaged, images, atol=1e-6)  # ramp(c) + ramp(W-1-c) = 0
+    # an asymmetric input is not mirrored in the output (a missing mirror-back would flip it)
+    np.testing.assert_allclose(synthesis.translate(identity_generator, images, hu_range), images, atol=1e-6)

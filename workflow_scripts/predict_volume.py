@@ -18,4 +18,5 @@ with job_logging(smk.log[0]):
         smk.output[0],
         preprocessing=smk.input.preprocessing,
         batch_size=smk.params.batch_size,
+        flip_average=smk.params.flip_average,
     )

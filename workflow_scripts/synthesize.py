@@ -21,4 +21,5 @@ with job_logging(smk.log[0]):
         smk.input.source,
         smk.output[0],
         batch_size=smk.params.batch_size,
+        flip_average=smk.params.flip_average,
     )
