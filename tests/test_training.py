@@ -262,6 +262,7 @@ def test_config_file_validates_with_snakemake_schema():
             training.task_config(cfg["training"], task)
     full = training.task_config(yaml.safe_load((root / "config/full.yaml").read_text())["training"], "mr2ct")
     assert (full["image_size"], full["unet_depth"], full["unet_filters"], full["norm"]) == (256, 8, 64, "batch")
+    assert full["patches"] is False  # the demo's windowed training does not leak into the full recipe
 
 
 # ----------------------------------------------------------------------------- input

@@ -18,10 +18,12 @@ TINY_DEMO = {
     "split": {"test_fraction": 0.34},
 }
 
-#: a training budget of a few steps on tiny networks (the DAG and the files, not the quality)
+#: a training budget of a few steps on tiny networks (the DAG and the files, not the quality);
+#: whole slices, so the exported generator translates a slice in one pass, not in 64 px windows
 TINY_TRAINING = {
     "training": {
         "image_size": 64,
+        "patches": False,
         "n_unets": 1,
         "unet_depth": 4,
         "unet_filters": 4,
