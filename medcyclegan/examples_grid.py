@@ -263,9 +263,11 @@ def examples_grid(model_dir, src_test, ct_test, out_png, examples: dict, ground_
                         k = int(where[0])
                         item = (z["hu"][k].astype(np.float64), z["mask"][k].astype(bool), f"true CT, slice {s}")
             ground_truth.append(item)
+    size = f"{manifest['image_size']}×{manifest['image_size']} px"
+    trained_on = f"{size} windows at the stored resolution" if manifest.get("patches") else f"{size} slices"
     title = (
         f"{manifest['task']}: {label} → CT generator on held-out test slices "
-        f"(training step {manifest['step']}, {manifest['image_size']}×{manifest['image_size']} px)\n"
+        f"(training step {manifest['step']}, trained on {trained_on})\n"
         f"CT shown in HU, window [{examples['hu_window'][0]:g}, {examples['hu_window'][1]:g}]; "
         f"left column: real CT test slices of other subjects (unpaired)"
     )
