@@ -122,6 +122,7 @@ def test_killed_training_job_resumes_when_the_command_is_rerun(demo_run):
             "lr_decay_steps": 500,
             "checkpoint_every": 50,
             "log_every": 50,
+            "tasks": {"pet2ct": {"steps": 2000, "lr_decay_steps": 500}},
         }
     }
     write_config(demo_run, budget, name="resume.yaml", base=demo_run / "config.yaml")
