@@ -159,8 +159,8 @@ def translate(
 
     ``flip_average``: also translate the left-right mirrored slices, mirror the result back and
     average the two (test-time augmentation). The generators are trained with random left-right
-    flips, so both passes are equally valid predictions; their mean halves the GAN's
-    uncorrelated errors (on the demo: MR 191 -> 174 HU MAE, PET 296 -> 288) at twice the cost.
+    flips, so both passes are equally valid predictions; their mean damps the errors the two
+    do not share (on the demo: MR 191 -> 174 HU MAE, PET 296 -> 288) at twice the cost.
     """
     images = np.asarray(images, np.float32)
     if images.shape[0] == 0:
