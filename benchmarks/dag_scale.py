@@ -5,7 +5,7 @@
     .venv/bin/python benchmarks/dag_scale.py --smoke    # 3 + 3 + 3 volumes, no target
 
 The raw tree (real CQ500 / OASIS-3 folder layouts, EMPTY image files) comes from
-tests/fake_trees.py (build_empty_layout_tree); the measurement is in medcyclegan/bench/dag.py.
+medcyclegan/testing/fake_trees.py (build_empty_layout_tree); the measurement is in medcyclegan/bench/dag.py.
 """
 
 import sys
@@ -13,10 +13,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
-from fake_trees import build_empty_layout_tree  # noqa: E402
 from medcyclegan.bench import cli, dag  # noqa: E402
+from medcyclegan.testing.fake_trees import build_empty_layout_tree  # noqa: E402
 
 
 def workdir(args, name):

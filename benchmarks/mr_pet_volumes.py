@@ -17,8 +17,7 @@ from medcyclegan.bench import cli, volumes  # noqa: E402
 
 
 def tiny_sessions(workdir: Path) -> dict:
-    sys.path.insert(0, str(ROOT / "tests"))
-    from fake_trees import write_oasis_mr, write_oasis_pet
+    from medcyclegan.testing.fake_trees import write_oasis_mr, write_oasis_pet
 
     return {
         "mr": write_oasis_mr(workdir / "mr", "OAS30001", "d0129", xnat=False, seed=1),

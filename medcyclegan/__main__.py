@@ -45,9 +45,9 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if args.command == "predict":
-        from .ingest import IngestError
-        from .synthesis import predict
-        from .training import configure_tensorflow
+        from medcyclegan.inference.synthesis import predict
+        from medcyclegan.ingest import IngestError
+        from medcyclegan.training.loop import configure_tensorflow
 
         configure_tensorflow(args.threads)
         try:

@@ -6,9 +6,9 @@ sys.path.insert(0, workflow.basedir)
 
 from snakemake.exceptions import WorkflowError
 
-from medcyclegan import discovery
-from medcyclegan.config import ConfigError, validate_config
-from medcyclegan.split import volumes_in
+from medcyclegan.ingest import discovery
+from medcyclegan.config.validation import ConfigError, validate_config
+from medcyclegan.preprocessing.split import volumes_in
 
 try:
     validate_config(config, source="config")
@@ -37,7 +37,7 @@ def synthrad_volumes(modality):
     root = config["data"]["synthrad_dir"]
     if not root or modality not in ("mr", "ct"):
         return {}
-    from medcyclegan import synthrad
+    from medcyclegan.ingest import synthrad
 
     try:
         return synthrad.find_patients(root)
@@ -120,14 +120,14 @@ def preview_volumes(wildcards):
 
 def task_training(wildcards):
     """The merged training config of this task (common values + training.tasks.<task>)."""
-    from medcyclegan.training import task_config
+    from medcyclegan.training.loop import task_config
 
     return task_config(config["training"], wildcards.task)
 
 
 def train_params(wildcards):
     # only the keys training uses: changing the figure's settings must not retrain
-    from medcyclegan.training import training_only
+    from medcyclegan.training.loop import training_only
 
     return training_only(task_training(wildcards))
 

@@ -122,7 +122,7 @@ rule rejected_table:
 
 
 onsuccess:
-    from medcyclegan.reject import summary_line
+    from medcyclegan.workflow.rejection import summary_line
 
     _line = summary_line(f"{RESULTS}/qc/rejected.csv")
     if _line:

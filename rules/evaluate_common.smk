@@ -3,7 +3,7 @@
 # slices_npz, synthrad_volumes.
 import re
 
-from medcyclegan.synthrad import ID_REGEX as SYNTHRAD_ID_REGEX
+from medcyclegan.ingest.synthrad import ID_REGEX as SYNTHRAD_ID_REGEX
 
 SYNTHRAD = synthrad_volumes("mr")
 

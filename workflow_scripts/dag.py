@@ -4,8 +4,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821 (injected by Snakemake)
 
-from medcyclegan.logutil import job_logging  # noqa: E402
-from medcyclegan.rulegraph import write_rulegraph  # noqa: E402
+from medcyclegan.workflow.job_log import job_logging  # noqa: E402
+from medcyclegan.workflow.rulegraph import write_rulegraph  # noqa: E402
 
 smk = snakemake  # noqa: F821
 with job_logging(smk.log[0]):

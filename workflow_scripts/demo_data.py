@@ -5,7 +5,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821 (injected by Snakemake)
 
 from medcyclegan import demo  # noqa: E402
-from medcyclegan.logutil import job_logging  # noqa: E402
+from medcyclegan.workflow.job_log import job_logging  # noqa: E402
 
 smk = snakemake  # noqa: F821
 with job_logging(smk.log[0]) as log:

@@ -4,12 +4,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821 (injected by Snakemake)
 
-from medcyclegan.logutil import job_logging  # noqa: E402
+from medcyclegan.workflow.job_log import job_logging  # noqa: E402
 
 smk = snakemake  # noqa: F821
 with job_logging(smk.log[0]):
-    from medcyclegan import evaluation
-    from medcyclegan.synthesis import original_input
+    from medcyclegan.evaluation import volume as evaluation
+    from medcyclegan.inference.synthesis import original_input
 
     evaluation.evaluate_volume(
         smk.wildcards.volume,

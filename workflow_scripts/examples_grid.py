@@ -4,12 +4,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821 (injected by Snakemake)
 
-from medcyclegan.logutil import job_logging  # noqa: E402
+from medcyclegan.workflow.job_log import job_logging  # noqa: E402
 
 smk = snakemake  # noqa: F821
 with job_logging(smk.log[0]):
-    from medcyclegan import examples_grid
-    from medcyclegan.training import configure_tensorflow
+    from medcyclegan.figures import examples_grid
+    from medcyclegan.training.loop import configure_tensorflow
 
     configure_tensorflow(smk.threads)
     examples_grid.examples_grid(

@@ -6,8 +6,8 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821 (injecte
 
 import SimpleITK as sitk  # noqa: E402
 
-from medcyclegan import pipeline  # noqa: E402
-from medcyclegan.logutil import job_logging  # noqa: E402
+from medcyclegan.workflow import jobs as pipeline  # noqa: E402
+from medcyclegan.workflow.job_log import job_logging  # noqa: E402
 
 smk = snakemake  # noqa: F821
 sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(smk.threads)

@@ -125,7 +125,7 @@ def ingest_and_preprocess(
     import numpy as np
     import SimpleITK as sitk
 
-    from .. import pipeline
+    from medcyclegan.workflow import jobs as pipeline
 
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)  # as workflow_scripts/ingest.py
     out = Path(out_dir)

@@ -20,7 +20,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from . import REPO, in_fresh_process, interleaved, median, rounded, scratch_workdir
+from medcyclegan.bench import REPO, in_fresh_process, interleaved, median, rounded, scratch_workdir
 
 MAX_RATIO = 1.5
 MAX_PEAK_MB = 2048.0
@@ -29,7 +29,7 @@ VOLUME_ID = "CQ500-CT-0"
 
 def workflow_settings(config_path: str | Path = REPO / "config.yaml", overrides: dict | None = None) -> dict:
     """The CT settings the ``ingest`` and ``preprocess_volume`` rules pass (see rules/*.smk)."""
-    from ..config import load_config
+    from medcyclegan.config.validation import load_config
 
     cfg = load_config(config_path, overrides)
     return {
@@ -51,7 +51,7 @@ def make_series(workdir: str | Path, *, matrix: int = 512, thin_mm: float = 0.62
     """Write the demo's thin CT series as two one-series studies: ``{"jpeg2000": study, "uncompressed": study}``."""
     import pydicom
 
-    from ..demo import cq500
+    from medcyclegan.demo import cq500
 
     workdir = Path(workdir)
     gen = cq500.write_ct_study(workdir / "generated", 0, seed, matrix=matrix, thin_mm=thin_mm, thick_mm=5.0)
@@ -95,7 +95,7 @@ def bare_read(files: list[Path]) -> int:
 
 def full_processing(study: str | Path, out_dir: str | Path, settings: dict, threads: int = 2) -> dict:
     """What the ``ingest`` and ``preprocess_volume`` jobs of one CT study do; returns a summary."""
-    from . import ingest_and_preprocess
+    from medcyclegan.bench import ingest_and_preprocess
 
     r = ingest_and_preprocess(
         "ct", study, VOLUME_ID, out_dir, settings["ingest"], settings["preprocess"], threads=threads
@@ -112,8 +112,8 @@ def unavoidable_steps(study: str | Path, settings: dict, repeats: int = 3) -> di
 
     import SimpleITK as sitk
 
-    from ..geometry import canonical_grid
-    from ..ingest.ct import ingest_ct_study
+    from medcyclegan.ingest.ct import ingest_ct_study
+    from medcyclegan.preprocessing.geometry import canonical_grid
 
     def best(step):
         times = []

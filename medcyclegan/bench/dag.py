@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from . import REPO, median, rounded
+from medcyclegan.bench import REPO, median, rounded
 
 MAX_WALL_S = 15.0
 MAX_PEAK_MB = 1024.0
@@ -182,7 +182,7 @@ def run(
     ct_slices: int = 240,
 ) -> dict[str, Any]:
     """Build the empty raw tree with ``build_tree(root, n_ct, n_mr, n_pet, ct_slices=...)``
-    (tests/fake_trees.py: build_empty_layout_tree) and time ``snakemake -n`` to the TFRecords."""
+    (medcyclegan/testing/fake_trees.py: build_empty_layout_tree) and time ``snakemake -n`` to the TFRecords."""
     workdir = Path(workdir).resolve()
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)

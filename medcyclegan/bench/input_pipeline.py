@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from . import REPO, median, rounded, scratch_workdir
+from medcyclegan.bench import REPO, median, rounded, scratch_workdir
 
 MIN_RATIO = 0.95
 
@@ -28,7 +28,7 @@ def write_slices(path: Path, n: int, modality: str, seed: int, size: int = 256) 
     """``n`` smooth random 256x256 slices in [-1, 1] in the project's TFRecord schema."""
     from scipy import ndimage
 
-    from ..tfrecords import slice_example, write_tfrecord
+    from medcyclegan.io.tfrecords import slice_example, write_tfrecord
 
     rng = np.random.default_rng(seed)
 
@@ -57,8 +57,8 @@ def training_config(overrides: dict | None = None, task: str = "mr2ct") -> dict:
     """The workflow's training config for ``task`` (config.yaml's demo budget), with ``overrides``."""
     import yaml
 
-    from ..config import deep_update
-    from ..training import task_config
+    from medcyclegan.config.validation import deep_update
+    from medcyclegan.training.loop import task_config
 
     training = yaml.safe_load((REPO / "config.yaml").read_text())["training"]
     deep_update(training, overrides or {})
@@ -77,7 +77,7 @@ def run(
 ) -> dict[str, Any]:
     import tensorflow as tf
 
-    from ..training import CycleGANTrainer, configure_tensorflow, unpaired_dataset
+    from medcyclegan.training.loop import CycleGANTrainer, configure_tensorflow, unpaired_dataset
 
     configure_tensorflow(threads or len(__import__("os").sched_getaffinity(0)))
     with scratch_workdir(workdir, "bench_input_") as workdir:

@@ -14,12 +14,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import REPO, in_fresh_process, median, rounded, scratch_workdir
+from medcyclegan.bench import REPO, in_fresh_process, median, rounded, scratch_workdir
 
 
 def workflow_settings(modality: str, config_path: str | Path = REPO / "config.yaml", overrides: dict | None = None):
     """(ingest kwargs, preprocess kwargs) the rules pass for ``modality`` (see rules/preprocess.smk)."""
-    from ..config import load_config
+    from medcyclegan.config.validation import load_config
 
     cfg = load_config(config_path, overrides)
     ingest = {
@@ -39,7 +39,7 @@ def workflow_settings(modality: str, config_path: str | Path = REPO / "config.ya
 
 def demo_sessions(workdir: Path) -> dict[str, Path]:
     """One demo MR and one demo PET session (realistic OASIS-3 sizes)."""
-    from ..demo import oasis
+    from medcyclegan.demo import oasis
 
     return {
         "mr": oasis.write_mr_session(workdir / "raw" / "mr", workdir / "gt", 0, 20191126),
@@ -49,7 +49,7 @@ def demo_sessions(workdir: Path) -> dict[str, Path]:
 
 def process(modality: str, session: str | Path, out_dir: str | Path, settings, threads: int = 2) -> dict:
     """``ingest`` then ``preprocess_volume`` of one session; seconds of each step and the slices kept."""
-    from . import ingest_and_preprocess
+    from medcyclegan.bench import ingest_and_preprocess
 
     ingest_kw, preprocess_kw = settings
     out = Path(out_dir)

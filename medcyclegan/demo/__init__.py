@@ -16,9 +16,9 @@ Everything is a pure function of (index, seed).  The ``*_ids`` functions only co
 atomically (a hidden ``.<name>.partial`` folder is swapped into place).
 """
 
-from .cq500 import write_ct_study
-from .layout import ct_study_ids, mr_session_ids, pet_session_ids
-from .oasis import write_mr_session, write_pet_session
+from medcyclegan.demo.cq500 import write_ct_study
+from medcyclegan.demo.layout import ct_study_ids, mr_session_ids, pet_session_ids
+from medcyclegan.demo.oasis import write_mr_session, write_pet_session
 
 __all__ = [
     "ct_study_ids",

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import anatomy, layout
+from medcyclegan.demo import anatomy, layout
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 COVERAGE_MM = 150.0  # thin series: skull base to vertex

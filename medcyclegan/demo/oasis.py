@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import anatomy, layout
+from medcyclegan.demo import anatomy, layout
 
 MR_SHAPE = {"PIL": (256, 256, 176), "RPI": (176, 256, 256)}
 PET_SHAPE = (128, 128, 63)

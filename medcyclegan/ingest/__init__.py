@@ -14,7 +14,7 @@ file/folder, the reason and what to do. No function silently produces a wrong vo
 
 from __future__ import annotations
 
-from ..reject import BadInput
+from medcyclegan.errors import BadInput
 
 __all__ = ["IngestError"]
 
@@ -23,6 +23,6 @@ class IngestError(BadInput):
     """An input study/session/file cannot be ingested correctly.
 
     The message names the offending file or folder, the reason, and (where possible) what to do.
-    A :class:`~medcyclegan.reject.BadInput`: the workflow rejects the volume (a row in
+    A :class:`~medcyclegan.errors.BadInput`: the workflow rejects the volume (a row in
     ``results/qc/rejected.csv``) instead of failing the run.
     """

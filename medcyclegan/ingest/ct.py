@@ -56,8 +56,8 @@ import pydicom
 import SimpleITK as sitk
 from pydicom.errors import InvalidDicomError
 
-from ..geometry import job_threads
-from . import IngestError
+from medcyclegan.config.resources import job_threads
+from medcyclegan.ingest import IngestError
 
 __all__ = [
     "DEFAULT_EXCLUDE_PATTERNS",
@@ -658,7 +658,7 @@ def _compressed(path: Path) -> bool:
 def _read_slices(files: list[Path], workers: int | None) -> list[dict[str, Any]]:
     """:func:`_read_slice` of every file, in order. JPEG 2000 / JPEG decoding holds the GIL, so a
     compressed series of ``PARALLEL_MIN_FILES`` or more files is decoded by ``workers`` forked
-    processes (default: the job's threads, :func:`~medcyclegan.geometry.job_threads`); the
+    processes (default: the job's threads, :func:`~medcyclegan.config.resources.job_threads`); the
     first failing file (in file order) raises, as serially. Uncompressed series are read here: copying their slices back from workers would
     cost more than reading them."""
     workers = job_threads() if workers is None else max(1, int(workers))

@@ -37,7 +37,7 @@ import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
 
-from . import IngestError
+from medcyclegan.ingest import IngestError
 
 __all__ = [
     "parse_session_name",

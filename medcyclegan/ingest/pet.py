@@ -41,8 +41,8 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
-from . import IngestError
-from .oasis import (
+from medcyclegan.ingest import IngestError
+from medcyclegan.ingest.oasis import (
     _find,
     _rel,
     check_complete,

@@ -1,0 +1,81 @@
+"""Load and validate the workflow configuration against its JSON schema.
+
+Validation fills defaults, so code can index any documented key, and turns the first
+violation into one readable line (``masking.ct.threshold: ...``) instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import copy
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+SCHEMA_RESOURCE = "config/config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """The configuration does not match the schema."""
+
+
+def schema_path() -> Path:
+    return Path(str(resources.files("medcyclegan").joinpath(SCHEMA_RESOURCE)))
+
+
+def load_schema() -> dict:
+    return yaml.safe_load(schema_path().read_text())
+
+
+def _with_defaults(validator_class):
+    """Extend a jsonschema validator so that ``properties`` defaults are filled in place."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if isinstance(sub, dict) and "default" in sub and name not in instance:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+def validate_config(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
+    """Validate ``config`` in place (filling defaults) and return it.
+
+    Raises ConfigError with one line per problem, the first being the most specific.
+    """
+    schema = load_schema()
+    cls = _with_defaults(jsonschema.validators.validator_for(schema))
+    validator = cls(schema)
+    # two passes: defaults of objects created by the first pass get filled by the second
+    for _ in range(2):
+        errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.path), str(e.path)))
+        if errors:
+            break
+    if errors:
+        best = jsonschema.exceptions.best_match(errors)
+        where = ".".join(str(p) for p in best.absolute_path) or "(top level)"
+        raise ConfigError(f"invalid {source}: {where}: {best.message}")
+    return config
+
+
+def load_config(path: str | Path, overrides: dict | None = None) -> dict[str, Any]:
+    """Read a YAML config file, apply nested overrides, validate and fill defaults."""
+    cfg = yaml.safe_load(Path(path).read_text()) or {}
+    if overrides:
+        deep_update(cfg, overrides)
+    return validate_config(cfg, source=str(path))
+
+
+def deep_update(base: dict, new: dict) -> dict:
+    """Recursively merge ``new`` into ``base`` (dicts merge, everything else replaces)."""
+    for key, value in new.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            deep_update(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base

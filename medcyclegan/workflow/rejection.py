@@ -1,0 +1,277 @@
+"""Reject path: a volume that cannot be processed correctly becomes one row of
+``results/qc/rejected.csv`` instead of a failed job, so a run over thousands of studies completes
+for every other volume without ``--keep-going``.
+
+How it works (one job per volume, as before):
+
+* code that recognises bad input raises :class:`BadInput` (``IngestError`` is one) with a message
+  naming the file, what is wrong and, where possible, what to do;
+* the per-volume job catches ONLY :class:`BadInput` and writes valid *placeholder* outputs that
+  carry the rejection row (a 1-voxel NIfTI marked ``REJECTED`` with the row as a NIfTI comment
+  extension; an ``.npz`` with zero slices and ``rejected=True``); any other exception is a bug and
+  still fails the job loudly;
+* downstream per-volume jobs pass the row on; aggregations skip placeholders (a rejected ``.npz``
+  holds no slice, so it adds nothing to a TFRecord), and :func:`write_table` collects the rows.
+
+Rows hold no patient-identifying value: messages are built from file names and header
+geometry only, and with pseudonymised folder names the raw source path is replaced by the volume
+id (:func:`scrub`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medcyclegan.errors import BadInput
+
+log = logging.getLogger("medcyclegan")
+
+COLUMNS = ["modality", "volume", "rule", "file", "reason", "action"]
+NIFTI_MARK = b"medcyclegan REJECTED placeholder"
+GENERIC_ACTION = (
+    "fix or remove the file named here and rerun (only this volume reruns), or leave the volume "
+    "out; the rest of the run is complete without it"
+)
+
+# sentences that start with one of these verbs are the 'what to do' part of a message
+_ACTION_VERBS = (
+    "install",
+    "convert",
+    "pick",
+    "remove",
+    "fix",
+    "relax",
+    "check",
+    "re-convert",
+    "re-download",
+    "resample",
+    "use",
+    "adjust",
+    "add",
+    "rename",
+    "separate",
+    "leave",
+    "sum",
+    "re-export",
+    "point",
+    "set",
+    "lower",
+    "raise",
+    "increase",
+    "decrease",
+    "exclude",
+)
+_VERBS_RE = "|".join(re.escape(v) for v in _ACTION_VERBS)
+_ACTION_RE = re.compile(rf"(?:(?<=[.;)])\s+|\n\s*)(?=(?:{_VERBS_RE})\b)", re.IGNORECASE)
+_PATH_RE = re.compile(r"^((?:/|[A-Za-z]:[\\/])[^\n]*?):\s")
+
+
+def scrub(text: str, source: str | os.PathLike | None, volume: str, hide_source: bool) -> str:
+    """Replace the raw study/session folder in ``text`` by ``[volume]`` when its name may be
+    identifying (pseudonymised ids); otherwise keep the path, so the user can find the file."""
+    if not hide_source or not source:
+        return text
+    for form in sorted({str(source), str(Path(source).resolve()), os.path.abspath(source)}, key=len, reverse=True):
+        text = text.replace(form.rstrip("/"), f"[{volume}]")
+    name = Path(source).name
+    if name and name != volume:  # the folder name alone (as a whole token), e.g. in sub-folder names
+        text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(name)}(?![A-Za-z0-9])", f"[{volume}]", text)
+    return text
+
+
+def scrub_obj(obj: Any, source: str | os.PathLike | None, volume: str, hide_source: bool) -> Any:
+    """:func:`scrub` applied to every string (keys included) of a JSON-like structure."""
+    if not hide_source:
+        return obj
+    if isinstance(obj, str):
+        return scrub(obj, source, volume, True)
+    if isinstance(obj, dict):
+        return {scrub_obj(k, source, volume, True): scrub_obj(v, source, volume, True) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [scrub_obj(v, source, volume, True) for v in obj]
+    return obj
+
+
+def row_from_error(
+    exc: BadInput, *, modality: str, volume: str, rule: str, source: str | os.PathLike | None, hide_source: bool = False
+) -> dict[str, str]:
+    """One rejected.csv row from a :class:`BadInput`: ``file, rule, reason, action`` (one line each)."""
+    message = str(exc).strip()
+    file = getattr(exc, "file", None)
+    m = _PATH_RE.match(message)
+    if m:  # the path the message starts with is in the file column (or is the study around it)
+        message = message[m.end() :]
+    if file is None:
+        file = m.group(1) if m else (str(source) if source else "")
+    action = getattr(exc, "action", None)
+    if action is None:
+        parts = _ACTION_RE.split(message, maxsplit=1)
+        if len(parts) == 2:
+            message, action = parts[0].rstrip(), parts[1].strip()
+        else:
+            action = GENERIC_ACTION
+    one_line = lambda s: re.sub(r"\s*\n\s*", "; ", s).strip()  # noqa: E731
+    return {
+        "modality": modality,
+        "volume": volume,
+        "rule": rule,
+        "file": scrub(str(file), source, volume, hide_source),
+        "reason": scrub(one_line(message), source, volume, hide_source),
+        "action": scrub(one_line(action), source, volume, hide_source),
+    }
+
+
+def log_rejection(row: dict[str, str]) -> None:
+    log.warning(
+        "REJECTED %s %s in rule %s: %s: %s -> %s",
+        row["modality"],
+        row["volume"],
+        row["rule"],
+        row["file"],
+        row["reason"],
+        row["action"],
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# placeholders
+# --------------------------------------------------------------------------------------------
+
+
+def write_rejected_nifti(path: str | os.PathLike, row: dict[str, str]) -> None:
+    """A valid 1-voxel NIfTI marked as a rejection placeholder, carrying ``row`` (atomic write)."""
+    import nibabel as nib
+
+    from medcyclegan.io import atomic as io
+
+    img = nib.Nifti1Image(np.zeros((1, 1, 1), dtype=np.uint8), np.eye(4))
+    img.header["descrip"] = NIFTI_MARK
+    img.header.extensions.append(nib.nifti1.Nifti1Extension(6, json.dumps(row).encode()))  # 6 = comment
+    with io.atomic_path(path) as tmp:
+        nib.save(img, str(tmp))
+
+
+def read_rejection(path: str | os.PathLike) -> dict[str, str] | None:
+    """The rejection row carried by a placeholder (``.nii[.gz]``, ``.npz`` or info ``.json``), else None.
+
+    Reads headers only (a NIfTI's data and an npz's images are never loaded).
+    """
+    p = Path(path)
+    name = p.name.lower()
+    if name.endswith((".nii", ".nii.gz")):
+        import nibabel as nib
+
+        hdr = nib.load(str(p)).header
+        if bytes(hdr["descrip"].tobytes()).rstrip(b"\0") != NIFTI_MARK:
+            return None
+        for ext in hdr.extensions:
+            if ext.get_code() == 6:
+                return json.loads(ext.get_content().decode())
+        return {c: "" for c in COLUMNS}
+    if name.endswith(".npz"):
+        with np.load(p) as f:
+            if "rejected" not in f.files or not bool(f["rejected"]):
+                return None
+            return {c: str(f[f"reject_{c}"]) if f"reject_{c}" in f.files else "" for c in COLUMNS}
+    if name.endswith(".json"):
+        data = json.loads(p.read_text())
+        return data.get("rejection") if data.get("status") == "rejected" else None
+    raise ValueError(f"{p}: no rejection marker defined for this file type")
+
+
+def rejected_npz_arrays(row: dict[str, str], *, subject: str, size: int) -> dict[str, Any]:
+    """Arrays of a slice-stack placeholder: no slice (so TFRecords skip it), plus the row."""
+    return {
+        "images": np.zeros((0, size, size), dtype=np.float32),
+        "slice": np.zeros(0, dtype=np.int64),
+        "z_mm": np.zeros(0, dtype=np.float64),
+        "volume": np.array(row["volume"]),
+        "subject": np.array(subject),
+        "modality": np.array(row["modality"]),
+        "rejected": np.array(True),
+        **{f"reject_{c}": np.array(str(row[c])) for c in COLUMNS},
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# table
+# --------------------------------------------------------------------------------------------
+
+
+def collect(paths: Iterable[str | os.PathLike]):
+    """All rejection rows carried by ``paths`` (placeholders), as a DataFrame with :data:`COLUMNS`."""
+    import pandas as pd
+
+    rows = [r for r in (read_rejection(p) for p in paths) if r]
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def write_table(paths: Iterable[str | os.PathLike], out_csv: str | os.PathLike) -> int:
+    """Write ``rejected.csv`` (header only when nothing was rejected); return the row count."""
+    from medcyclegan.io import atomic as io
+
+    paths = list(paths)
+    table = collect(paths)
+    io.write_csv(out_csv, table)
+    if len(table):
+        log.warning("%d of %d volumes rejected; reasons in %s", len(table), len(paths), out_csv)
+        for _, r in table.iterrows():
+            log.warning("  %s %s (%s): %s", r.modality, r.volume, r.rule, r.reason)
+    else:
+        log.info("no volume rejected (%d checked); %s is empty", len(paths), out_csv)
+    return len(table)
+
+
+FIX_COLUMNS = ["modality", "volume", "rule", "fix"]
+
+
+def collect_fixes(info_paths: Iterable[str | os.PathLike]):
+    """Documented fixes applied at ingest (the ``fixes`` of each volume's info JSON), one row each."""
+    import pandas as pd
+
+    rows = []
+    for p in info_paths:
+        data = json.loads(Path(p).read_text())
+        for fix in (data.get("ingest") or {}).get("fixes", []):
+            rows.append(
+                {"modality": data.get("modality", ""), "volume": data.get("volume", ""), "rule": "ingest", "fix": fix}
+            )
+    return pd.DataFrame(rows, columns=FIX_COLUMNS)
+
+
+def write_fixes(info_paths: Iterable[str | os.PathLike], out_csv: str | os.PathLike) -> int:
+    """Write ``fixes.csv`` (what was repaired by a documented rule, per volume); return the row count."""
+    from medcyclegan.io import atomic as io
+
+    table = collect_fixes(info_paths)
+    io.write_csv(out_csv, table)
+    if len(table):
+        log.info("%d documented fixes in %d volumes; see %s", len(table), table.volume.nunique(), out_csv)
+    return len(table)
+
+
+def summary_line(csv_path: str | os.PathLike) -> str:
+    """One line for the end of a run: how many volumes were rejected and where the table is."""
+    p = Path(csv_path)
+    if not p.exists():
+        return ""
+    n = max(sum(1 for _ in p.open()) - 1, 0)
+    line = (
+        f"No input volume was rejected ({p})."
+        if n == 0
+        else f"{n} input volume(s) were rejected and left out; see {p} (file, rule, reason, what to do)."
+    )
+    fixes = p.with_name("fixes.csv")
+    if fixes.exists():
+        k = max(sum(1 for _ in fixes.open()) - 1, 0)
+        if k:
+            line += f" {k} documented fix(es) were applied; see {fixes}."
+    return line

@@ -1,0 +1,129 @@
+"""SynthRAD2023 Task 1 layout as an optional input: discovery, ingest, and the evaluation DAG (dry run)."""
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from medcyclegan.ingest import synthrad
+from medcyclegan.testing.workflow import scheduled_jobs, snakemake, write_config
+
+
+def fake_task1(root, ids=("1BA001", "1BA005", "1BB012", "1BC003"), shape=(40, 48, 36)):
+    brain = root / "Task1" / "brain"
+    affine = np.diag([1.0, 1.0, 1.0, 1.0])
+    affine[:3, 3] = [-20, -24, -18]
+    for i in ids:
+        p = brain / i
+        p.mkdir(parents=True)
+        for name, value in (("mr", 100.0), ("ct", 40.0), ("mask", 1)):
+            img = nib.Nifti1Image(np.full(shape, value, np.float32 if name != "mask" else np.uint8), affine)
+            img.set_qform(affine, 1)
+            img.set_sform(affine, 1)
+            nib.save(img, str(p / f"{name}.nii.gz"))
+    (brain / "overview").mkdir()  # not a patient folder
+    (brain / "1BA009").mkdir()  # incomplete: no images
+    return brain
+
+
+def test_discovery_accepts_task1_brain_or_parents(tmp_path):
+    brain = fake_task1(tmp_path)
+    for root in (brain, tmp_path / "Task1", tmp_path):
+        found = synthrad.find_patients(root)
+        assert list(found) == ["1BA001", "1BA005", "1BB012", "1BC003"]
+    with pytest.raises(FileNotFoundError, match="SynthRAD2023"):
+        synthrad.find_patients(tmp_path / "Task1" / "brain" / "overview")
+
+
+def test_ingest_reads_mr_and_ct_through_the_pipeline_dispatch(tmp_path):
+    from medcyclegan.workflow.jobs import _read_volume
+
+    brain = fake_task1(tmp_path, ids=("1BA001",))
+    img, info = _read_volume("mr", str(brain / "1BA001"), None, None)
+    assert img.GetSize() == (40, 48, 36) and info["file"] == "mr.nii.gz"
+    img, info = _read_volume("ct", str(brain / "1BA001"), None, None)
+    assert info["file"] == "ct.nii.gz" and info["modality"] == "CT"
+    assert synthrad.paired_files(brain / "1BA001")["mask"].endswith("mask.nii.gz")
+
+
+@pytest.mark.workflow
+def test_evaluation_dag_uses_synthrad_pairs(tmp_path):
+    brain = fake_task1(tmp_path / "data")
+    work = tmp_path / "work"
+    write_config(work, {"data": {"synthrad_dir": str(brain)}, "split": {"test_fraction": 0.25}})
+    out = snakemake(work, "-n", "results/mr2ct/metrics.json").stdout
+    jobs = scheduled_jobs(out)
+    # MR and CT come from SynthRAD (no demo MR/CT); train patients' pairs fit the intensity map
+    assert "demo_mr_session" not in jobs and "demo_ct_study" not in jobs
+    assert jobs["synthrad_ground_truth_slices"] == 3 and jobs["evaluate_volume"] == 1
+    assert f"{brain}/1B" in out and "mask.nii.gz" in out
+
+
+def phantom_task1(root, ids=("1BA001", "1BA002", "1BB003", "1BC004")):
+    """A SynthRAD2023-like Task1/brain tree from the demo head phantom: registered MR/CT/mask on one grid.
+
+    As in the release: both images on the CT's 1 mm grid (here LAS, an oblique-free 1 mm box
+    around the cranium), the MR a T1 with its own scale, the mask a dilated body outline.
+    """
+    from scipy import ndimage as ndi
+
+    from medcyclegan.demo import anatomy
+
+    anat = anatomy.head_anatomy()
+    brain = root / "Task1" / "brain"
+    shape = (176, 208, 72)
+    affine = np.diag([-1.0, 1.0, 1.0, 1.0])  # LAS
+    affine[:3, 3] = [87.5, -103.5, -30.0]
+    for k, pid in enumerate(ids):
+        rng = np.random.default_rng(k)
+        pose = anatomy.Pose(anatomy.random_scale(rng), anatomy.random_rotation(rng), (0.0, 0.0, 0.0))
+        ct = np.clip(np.rint(anatomy.render(anat.ct, affine, shape, pose, default=-1000.0)), -1024, 3071)
+        mr = anatomy.render(anat.t1, affine, shape, pose) * (3.0 + 0.5 * k) + rng.normal(0, 2.0, shape)
+        mask = ndi.binary_dilation(ct > -500, iterations=3)
+        p = brain / pid
+        p.mkdir(parents=True)
+        for name, data in (
+            ("ct", ct.astype(np.int16)),
+            ("mr", np.clip(mr, 0, None).astype(np.float32)),
+            ("mask", mask),
+        ):
+            img = nib.Nifti1Image(data.astype(np.uint8) if name == "mask" else data, affine)
+            img.set_qform(affine, 1)
+            img.set_sform(affine, 1)
+            nib.save(img, str(p / f"{name}.nii.gz"))
+    return brain
+
+
+@pytest.mark.workflow
+@pytest.mark.slow
+def test_synthrad_pairs_train_and_evaluate_end_to_end(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from medcyclegan.testing.workflow import TINY_TRAINING
+
+    brain = phantom_task1(tmp_path / "data")
+    work = tmp_path / "work"
+    write_config(work, {"data": {"synthrad_dir": str(brain)}, "split": {"test_fraction": 0.25}, **TINY_TRAINING})
+    snakemake(work, "-j2", "results/mr2ct/metrics.json")
+    split = pd.read_csv(work / "results/splits/mr.csv")
+    test = sorted(split.loc[split.split == "test", "volume"])
+    assert len(test) == 1 and set(split.volume) == {"1BA001", "1BA002", "1BB003", "1BC004"}
+    # CT of the training patients trains the CycleGAN (unpaired); nothing of the demo is made
+    assert not (work / "results/demo").exists()
+    ct_split = pd.read_csv(work / "results/splits/ct.csv")
+    assert set(ct_split.loc[ct_split.split == "train", "volume"]) == set(split.volume) - set(test)
+    # the synthetic CT lies on the MR's grid; scored against the patient's real CT in SynthRAD's mask
+    (pid,) = test
+    mr = nib.load(str(brain / pid / "mr.nii.gz"))
+    sct = nib.load(str(work / f"results/mr2ct/sct/{pid}.nii.gz"))
+    assert sct.shape == mr.shape and np.array_equal(sct.affine, mr.affine)
+    result = json.loads((work / "results/mr2ct/metrics.json").read_text())
+    (row,) = result["subjects"]
+    mask = np.asarray(nib.load(str(brain / pid / "mask.nii.gz")).dataobj) > 0
+    assert row["volume"] == pid and 0 < row["n_voxels"] <= mask.sum()
+    baselines = json.loads((work / "results/mr2ct/baselines.json").read_text())
+    assert baselines["intensity_map"]["kind"] == "paired" and baselines["intensity_map"]["n_subjects"] == 3
+    # on registered pairs the per-intensity map must beat one mean value by far
+    assert row["intensity_map_mae_hu"] < 0.7 * row["mean_ct_mae_hu"]
+    assert 0 < row["model_mae_hu"] < 2000
