@@ -1,5 +1,6 @@
 # MedCycleGAN workflow: raw CQ500 CT and OASIS-3 MR/PET -> subject-split TFRecords
-# -> CasNet CycleGAN training (MR->CT, PET->CT) -> example grids.
+# -> CasNet CycleGAN training (MR->CT, PET->CT) -> example grids, synthetic CT volumes and their
+# evaluation against paired real CT.
 #
 #   snakemake -j8 results/mr2ct/examples.png     # the main command
 #   snakemake -j8 preprocess                     # only the TFRecords and QC
@@ -16,14 +17,8 @@ include: "rules/common.smk"
 include: "rules/demo.smk"
 include: "rules/preprocess.smk"
 include: "rules/dataset.smk"
-
-
-if Path(workflow.basedir, "rules", "train.smk").exists():
-
-    include: "rules/train.smk"
-    include: "rules/evaluate.smk"
-
-
+include: "rules/train.smk"
+include: "rules/evaluate.smk"
 include: "rules/report.smk"
 include: "rules/dag.smk"
 
@@ -37,6 +32,7 @@ rule all:
         preprocessing_targets(),
         training_targets(),
         report_targets(),
+        evaluation_targets(),
 
 
 rule preprocess:

@@ -1,8 +1,10 @@
 """Command line: ``python -m medcyclegan predict --model DIR --input mr.nii.gz --output sct.nii.gz``.
 
-Applies a trained model to one MR or PET NIfTI that need not come from the workflow: the volume is
-preprocessed with the settings stored in the model folder (``preprocessing.json``), translated
-slice by slice, and the synthetic CT (HU, int16) is written on the input's own voxel grid.
+Applies a trained model to one MR or PET NIfTI that need not come from the workflow: the volume goes
+through the workflow's own ingest and preprocessing, with the settings stored in the model folder
+(``preprocessing.json``), is translated slice by slice, and the synthetic CT (HU, int16) is
+written on the input's own voxel grid. An input the workflow would reject is refused with its
+reason.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument(
         "--preprocessing",
         default=None,
-        help="preprocessing record JSON to use instead of MODEL/preprocessing.json (older models)",
+        help="preprocessing record JSON to use instead of MODEL/preprocessing.json",
     )
     pr.add_argument("--tracer", default=None, help="PET tracer when neither file name nor sidecar tells it (4D PET)")
     pr.add_argument("--batch-size", type=int, default=8, help="slices per generator call")
@@ -45,9 +47,9 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if args.command == "predict":
-        from medcyclegan.inference.synthesis import predict
-        from medcyclegan.ingest import IngestError
-        from medcyclegan.training.loop import configure_tensorflow
+        from medcyclegan.errors import BadInput
+        from medcyclegan.inference.predict import predict
+        from medcyclegan.inference.runtime import configure_tensorflow
 
         configure_tensorflow(args.threads)
         try:
@@ -60,7 +62,7 @@ def main(argv=None) -> int:
                 batch_size=args.batch_size,
                 flip_average=args.flip_average,
             )
-        except (FileNotFoundError, IngestError, ValueError) as err:
+        except (FileNotFoundError, BadInput, ValueError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
         print(json.dumps({"output": args.output, **info}))

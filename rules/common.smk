@@ -6,8 +6,10 @@ sys.path.insert(0, workflow.basedir)
 
 from snakemake.exceptions import WorkflowError
 
-from medcyclegan.ingest import discovery
+from medcyclegan.config.settings import MODALITIES, ingest_settings, modality_settings, preprocess_settings
+from medcyclegan.config.tasks import TASKS, TaskConfigs, training_only
 from medcyclegan.config.validation import ConfigError, validate_config
+from medcyclegan.ingest import discovery
 from medcyclegan.preprocessing.split import volumes_in
 
 try:
@@ -17,12 +19,11 @@ except ConfigError as err:
 
 RESULTS = config["results_dir"]
 DEMO = f"{RESULTS}/demo"
-MODALITIES = ("ct", "mr", "pet")
-TASKS = {"mr2ct": "mr", "pet2ct": "pet"}
+TASK_TRAINING = TaskConfigs(config["training"])  # each task's merged training settings, computed once
 
 
 wildcard_constraints:
-    modality="ct|mr|pet",
+    modality="|".join(MODALITIES),
     split="train|test",
     volume=discovery.WILDCARD_REGEX,
     task="|".join(TASKS),
@@ -96,22 +97,39 @@ def raw_source(wildcards):
         ) from None
 
 
-def modality_params(section):
-    """Only the modality's own settings, so changing MR settings never reruns CT jobs."""
+def ingest_params(wildcards):
+    """The ingest stage's settings of this modality only: changing MR settings never reruns CT jobs."""
+    return ingest_settings(modality_settings(config, wildcards.modality))
 
-    def get(wildcards):
-        if section == "ingest":
-            if wildcards.modality == "ct":
-                return {"ct_series": config["ct_series"]}
-            if wildcards.modality == "pet":
-                return {"pet": config["pet"]}
-            return {}
-        if section == "intensity":
-            key = "ct_window_hu" if wildcards.modality == "ct" else f"{wildcards.modality}_percentiles"
-            return {key: config["intensity"][key]}
-        return config[section][wildcards.modality]
 
-    return get
+def preprocess_params(wildcards):
+    """The preprocessing stage's settings of this modality only."""
+    return preprocess_settings(modality_settings(config, wildcards.modality))
+
+
+def model_preprocessing(wildcards):
+    """How the task's source volumes became training slices: kept in the model folder, so that
+    predicting from a new volume preprocesses it the same way."""
+    return modality_settings(config, TASKS[wildcards.task])
+
+
+SYNTHRAD = synthrad_volumes("mr")
+
+
+def paired_ct(modality, volume):
+    """Real CT on the grid of the input's original file (demo ground truth, SynthRAD ct), or None."""
+    if volume in SYNTHRAD:
+        return f"{SYNTHRAD[volume]}/ct.nii.gz"
+    if using_demo(modality):
+        return f"{DEMO}/ground_truth/{volume}_ct.nii.gz"
+    return None
+
+
+def paired_ct_input(wildcards):
+    path = paired_ct(wildcards.modality, wildcards.volume)
+    if path is None:
+        raise WorkflowError(f"{wildcards.modality} volume {wildcards.volume}: no paired real CT (demo or SynthRAD)")
+    return path
 
 
 def preview_volumes(wildcards):
@@ -120,15 +138,11 @@ def preview_volumes(wildcards):
 
 def task_training(wildcards):
     """The merged training config of this task (common values + training.tasks.<task>)."""
-    from medcyclegan.training.loop import task_config
-
-    return task_config(config["training"], wildcards.task)
+    return TASK_TRAINING(wildcards.task)
 
 
 def train_params(wildcards):
     # only the keys training uses: changing the figure's settings must not retrain
-    from medcyclegan.training.loop import training_only
-
     return training_only(task_training(wildcards))
 
 
@@ -167,8 +181,6 @@ def preprocessing_targets():
 
 
 def training_targets():
-    if not Path(workflow.basedir, "rules", "train.smk").exists():
-        return []
     return [f"{RESULTS}/{t}/examples.png" for t in TASKS]
 
 
@@ -181,7 +193,5 @@ def workflow_snakefiles():
 def report_targets():
     """Figures and metrics for the HTML report (snakemake --report): training curves, and the
     slice evaluation where the demo's paired true CT exists."""
-    if not training_targets():
-        return []
     curves = [f"{RESULTS}/{t}/training_curves.png" for t in TASKS]
     return curves + [f"{RESULTS}/{t}/slice_eval.json" for t, src in TASKS.items() if using_demo(src)]

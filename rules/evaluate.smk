@@ -2,37 +2,14 @@
 # against paired real CT (demo ground truth, SynthRAD2023) with two baselines.
 #
 #   snakemake -j8 results/mr2ct/metrics.json     # sCT of every test subject + metrics + baselines
+#   (the default target includes metrics.json and evaluation.png of every task with paired CT)
 #   snakemake -j8 predict                        # the volumes listed under predict: in config
 #
-# Helpers (paired_ct, eval_volumes, byo_volumes, ...) are in rules/evaluate_common.smk.
+# Helpers (eval_volumes, baseline_inputs, byo_volumes, ...) are in rules/evaluate_common.smk;
+# paired_ct is in rules/common.smk (rule ground_truth_slices needs it too).
 
 
 include: "evaluate_common.smk"
-
-
-ruleorder: synthrad_ground_truth_slices > ground_truth_slices
-
-
-rule model_preprocessing:
-    # the settings that made the training slices, kept next to the model: predict reads them
-    input:
-        model=f"{RESULTS}/{{task}}/model",
-    output:
-        f"{RESULTS}/{{task}}/preprocessing.json",
-    log:
-        "logs/model_preprocessing/{task}.log",
-    benchmark:
-        "logs/benchmarks/model_preprocessing/{task}.tsv"
-    conda:
-        "../envs/medcyclegan.yaml"
-    threads: 1
-    resources:
-        mem_mb=500,
-        runtime=5,
-    params:
-        record=preprocessing_params,
-    script:
-        "../workflow_scripts/model_preprocessing.py"
 
 
 rule synthesize:
@@ -60,33 +37,6 @@ rule synthesize:
         flip_average=config["evaluation"]["flip_average"],
     script:
         "../workflow_scripts/synthesize.py"
-
-
-rule synthrad_ground_truth_slices:
-    # SynthRAD2023: the patient's real CT on the input's slices (as ground_truth_slices for the demo)
-    input:
-        ground_truth=lambda w: paired_ct(w.modality, w.volume),
-        volume=f"{RESULTS}/volumes/{{modality}}/{{volume}}.nii.gz",
-        npz=f"{RESULTS}/slices/{{modality}}/{{volume}}.npz",
-    output:
-        f"{RESULTS}/ground_truth/{{modality}}/{{volume}}.npz",
-    log:
-        "logs/synthrad_ground_truth_slices/{modality}/{volume}.log",
-    benchmark:
-        "logs/benchmarks/synthrad_ground_truth_slices/{modality}/{volume}.tsv"
-    wildcard_constraints:
-        modality="mr",
-        volume=SYNTHRAD_ID_REGEX,
-    conda:
-        "../envs/medcyclegan.yaml"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    params:
-        ct_mask=config["masking"]["ct"],
-    script:
-        "../workflow_scripts/ground_truth_slices.py"
 
 
 rule baseline_fit:
@@ -146,8 +96,6 @@ rule metrics:
         # every test subject gets its synthetic CT, paired or not
         sct=lambda w: [f"{RESULTS}/{w.task}/sct/{v}.nii.gz" for v in test_volumes(w.task)],
         model=f"{RESULTS}/{{task}}/model",
-        preprocessing=f"{RESULTS}/{{task}}/preprocessing.json",
-        figure=f"{RESULTS}/{{task}}/evaluation.png",  # so that the one target makes everything
     output:
         csv=report(
             f"{RESULTS}/{{task}}/metrics.csv",
@@ -200,10 +148,10 @@ rule evaluation_figure:
 
 
 rule predict_volume:
-    # bring your own volume: preprocessing from the model's record, output on the input's grid
+    # bring your own volume: preprocessed as the training volumes were (the model folder's
+    # preprocessing.json), output on the input's grid
     input:
         model=f"{RESULTS}/{{task}}/model",
-        preprocessing=f"{RESULTS}/{{task}}/preprocessing.json",
         volume=lambda w: byo_volumes(w.task)[w.name],
     output:
         f"{RESULTS}/{{task}}/predict/{{name}}.nii.gz",

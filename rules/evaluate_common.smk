@@ -1,20 +1,6 @@
 # Helpers of rules/evaluate.smk: which volumes have a paired real CT, and the bring-your-own list.
-# Needs from rules/common.smk: RESULTS, DEMO, TASKS, VOLUMES, using_demo, split_volumes,
-# slices_npz, synthrad_volumes.
+# Needs from rules/common.smk: RESULTS, TASKS, SYNTHRAD, paired_ct, split_volumes, slices_npz.
 import re
-
-from medcyclegan.ingest.synthrad import ID_REGEX as SYNTHRAD_ID_REGEX
-
-SYNTHRAD = synthrad_volumes("mr")
-
-
-def paired_ct(modality, volume):
-    """Real CT on the grid of the input's original file (demo ground truth, SynthRAD ct), or None."""
-    if volume in SYNTHRAD:
-        return f"{SYNTHRAD[volume]}/ct.nii.gz"
-    if using_demo(modality):
-        return f"{DEMO}/ground_truth/{volume}_ct.nii.gz"
-    return None
 
 
 def paired_mask(modality, volume):
@@ -34,6 +20,11 @@ def eval_volumes(task):
     return [v for v in test_volumes(task) if paired_ct(src, v)]
 
 
+def evaluation_targets():
+    """Metrics and figure of every task whose test volumes have a paired real CT."""
+    return [f"{RESULTS}/{t}/{f}" for t in TASKS if eval_volumes(t) for f in ("metrics.json", "evaluation.png")]
+
+
 def baseline_inputs(wildcards):
     src = TASKS[wildcards.task]
     train = split_volumes(src, "train")
@@ -41,20 +32,6 @@ def baseline_inputs(wildcards):
         "src": slices_npz(src, train),
         "ct": slices_npz("ct", split_volumes("ct", "train")),
         "ground_truth": [f"{RESULTS}/ground_truth/{src}/{v}.npz" for v in train if paired_ct(src, v)],
-    }
-
-
-def preprocessing_params(wildcards):
-    """The settings that made the task's source training slices (the same values rules/preprocess.smk passes)."""
-    src = TASKS[wildcards.task]
-    key = f"{src}_percentiles"
-    return {
-        "modality": src,
-        "spacing_mm": config["geometry"]["spacing_mm"],
-        "mask_cfg": config["masking"][src],
-        "slicing_cfg": config["slicing"],
-        "intensity_cfg": {key: config["intensity"][key]},
-        "pet": config["pet"] if src == "pet" else None,
     }
 
 

@@ -1,5 +1,6 @@
 # Per-volume jobs: ingest (read raw, select series / sum PET frames, canonical grid) and
-# preprocess (head mask, useful slices, 256x256 window, [-1, 1] scaling).
+# preprocess (head mask, useful slices, 256x256 window, [-1, 1] scaling), each with only its
+# modality's settings (medcyclegan/config/settings.py); the paired real CT on the input's slices.
 
 
 rule ingest:
@@ -22,9 +23,7 @@ rule ingest:
         # for Snakemake's default disk_mb (README "Resources")
         disk_mb=1000,
     params:
-        settings=modality_params("ingest"),
-        spacing_mm=config["geometry"]["spacing_mm"],
-        min_extent_mm=config["reject"]["min_extent_mm"],
+        settings=ingest_params,
     script:
         "../workflow_scripts/ingest.py"
 
@@ -48,18 +47,16 @@ rule preprocess_volume:
         runtime=20,
         disk_mb=1000,
     params:
-        mask=modality_params("masking"),
-        slicing=config["slicing"],
-        intensity=modality_params("intensity"),
-        min_head_volume_ml=config["reject"]["min_head_volume_ml"],
+        settings=preprocess_params,
     script:
         "../workflow_scripts/preprocess_volume.py"
 
 
 rule ground_truth_slices:
-    # demo only: the true CT of an MR/PET subject, on exactly the input's slices and window
+    # the paired real CT of an MR/PET volume (demo ground truth, SynthRAD2023 ct.nii.gz) on
+    # exactly the input's slices and window
     input:
-        ground_truth=f"{DEMO}/ground_truth/{{volume}}_ct.nii.gz",
+        ground_truth=paired_ct_input,
         volume=f"{RESULTS}/volumes/{{modality}}/{{volume}}.nii.gz",
         npz=f"{RESULTS}/slices/{{modality}}/{{volume}}.npz",
     output:
@@ -74,7 +71,7 @@ rule ground_truth_slices:
         "../envs/medcyclegan.yaml"
     threads: 1
     resources:
-        mem_mb=1500,
+        mem_mb=2000,
         runtime=10,
     params:
         ct_mask=config["masking"]["ct"],

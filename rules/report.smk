@@ -1,11 +1,10 @@
-# Figures for the HTML report (`snakemake --report results/report.html`): training curves parsed
-# from the training job's log (a rule's log file is a product, so it can be another rule's input).
+# Figures for the HTML report (`snakemake --report results/report.html`): training curves from
+# the metrics the training job writes (one JSON object per logged step).
 
 
 rule training_curves:
     input:
-        log="logs/train/{task}.log",
-        summary=f"{RESULTS}/{{task}}/training_summary.json",
+        metrics=f"{RESULTS}/{{task}}/training_metrics.jsonl",
     output:
         report(
             f"{RESULTS}/{{task}}/training_curves.png",

@@ -5,10 +5,11 @@
 # constraint, and ground_truth_npz(wildcards) (list of the source's test-volume ground-truth
 # .npz files, empty without ground truth).
 #
-# Checkpoints ({RESULTS}/{task}/checkpoints/) and TensorBoard logs ({RESULTS}/{task}/tensorboard/)
-# are deliberately NOT outputs: Snakemake's cleanup of a failed/killed job's outputs never
-# deletes them, so rerunning the same command resumes from the last checkpoint.
-# (task_training and train_params are defined in rules/common.smk)
+# Checkpoints ({RESULTS}/{task}/checkpoints/, with the run's metrics.jsonl) and TensorBoard logs
+# ({RESULTS}/{task}/tensorboard/) are deliberately NOT outputs: Snakemake's cleanup of a
+# failed/killed job's outputs never deletes them, so rerunning the same command resumes from the
+# last checkpoint. The finished run copies its metrics to training_metrics.jsonl.
+# (task_training, train_params and model_preprocessing are defined in rules/common.smk)
 
 
 rule train:
@@ -18,6 +19,7 @@ rule train:
     output:
         model=directory(f"{RESULTS}/{{task}}/model"),
         summary=f"{RESULTS}/{{task}}/training_summary.json",
+        metrics=f"{RESULTS}/{{task}}/training_metrics.jsonl",
     log:
         "logs/train/{task}.log",
     benchmark:
@@ -33,6 +35,7 @@ rule train:
         training=train_params,
         checkpoint_dir=lambda w: f"{RESULTS}/{w.task}/checkpoints",
         tensorboard_dir=lambda w: f"{RESULTS}/{w.task}/tensorboard",
+        preprocessing=model_preprocessing,
     script:
         "../workflow_scripts/train.py"
 

@@ -4,11 +4,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821 (injected by Snakemake)
 
-from medcyclegan.workflow.job_log import job_logging  # noqa: E402
+from medcyclegan.workflow.job_log import snakemake_job  # noqa: E402
 from medcyclegan.workflow.rulegraph import write_rulegraph  # noqa: E402
 
-smk = snakemake  # noqa: F821
-with job_logging(smk.log[0]):
+with snakemake_job(snakemake) as smk:  # noqa: F821
     write_rulegraph(
         Path(smk.scriptdir).parent / "Snakefile",
         dict(smk.params.config),

@@ -4,11 +4,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821 (injected by Snakemake)
 
-from medcyclegan import demo  # noqa: E402
-from medcyclegan.workflow.job_log import job_logging  # noqa: E402
+import logging  # noqa: E402
 
-smk = snakemake  # noqa: F821
-with job_logging(smk.log[0]) as log:
+from medcyclegan import demo  # noqa: E402
+from medcyclegan.workflow.job_log import snakemake_job  # noqa: E402
+
+with snakemake_job(snakemake) as smk:  # noqa: F821
     p = smk.params
     if smk.rule == "demo_ct_study":
         root = Path(smk.output[0]).parent
@@ -20,4 +21,4 @@ with job_logging(smk.log[0]) as log:
         out = write(root, gt_root, p.index, p.seed)
     if Path(out) != Path(smk.output[0]):
         raise RuntimeError(f"demo writer produced {out}, expected {smk.output[0]}")
-    log.info("wrote %s", out)
+    logging.getLogger("medcyclegan").info("wrote %s", out)

@@ -4,14 +4,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821 (injected by Snakemake)
 
-from medcyclegan.workflow.job_log import job_logging  # noqa: E402
+from medcyclegan.workflow.job_log import snakemake_job  # noqa: E402
 
-smk = snakemake  # noqa: F821
-with job_logging(smk.log[0]):
-    from medcyclegan.evaluation import volume as evaluation
+with snakemake_job(snakemake) as smk:  # noqa: F821
+    from medcyclegan.evaluation.volume import evaluate_volume
     from medcyclegan.inference.synthesis import original_input
 
-    evaluation.evaluate_volume(
+    evaluate_volume(
         smk.wildcards.volume,
         smk.input.sct,
         smk.input.ground_truth,

@@ -4,15 +4,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821 (injected by Snakemake)
 
-from medcyclegan.workflow.job_log import job_logging  # noqa: E402
+from medcyclegan.workflow.job_log import snakemake_job  # noqa: E402
 
-smk = snakemake  # noqa: F821
-with job_logging(smk.log[0]):
-    from medcyclegan.figures import examples_grid
-    from medcyclegan.training.loop import configure_tensorflow
+with snakemake_job(snakemake, tensorflow=True) as smk:  # noqa: F821
+    from medcyclegan.figures.examples_grid import examples_grid
 
-    configure_tensorflow(smk.threads)
-    examples_grid.examples_grid(
+    examples_grid(
         smk.input.model,
         smk.input.src_test,
         smk.input.ct_test,

@@ -18,7 +18,5 @@ with job_logging(smk.log[0]):
         smk.wildcards.volume,
         smk.output.volume,
         smk.output.info,
-        spacing_mm=smk.params.spacing_mm,
-        reject_cfg={"min_extent_mm": smk.params.min_extent_mm},
         **smk.params.settings,
     )

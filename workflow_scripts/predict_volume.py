@@ -8,15 +8,14 @@ from medcyclegan.workflow.job_log import job_logging  # noqa: E402
 
 smk = snakemake  # noqa: F821
 with job_logging(smk.log[0]):
-    from medcyclegan.inference import synthesis
-    from medcyclegan.training.loop import configure_tensorflow
+    from medcyclegan.inference.predict import predict
+    from medcyclegan.inference.runtime import configure_tensorflow
 
     configure_tensorflow(smk.threads)
-    synthesis.predict(
+    predict(
         smk.input.model,
         smk.input.volume,
         smk.output[0],
-        preprocessing=smk.input.preprocessing,
         batch_size=smk.params.batch_size,
         flip_average=smk.params.flip_average,
     )

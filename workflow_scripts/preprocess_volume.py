@@ -16,8 +16,5 @@ with job_logging(smk.log[0]):
         smk.output.npz,
         smk.output.table,
         smk.output.mask,
-        mask_cfg=smk.params.mask,
-        slicing_cfg=smk.params.slicing,
-        intensity_cfg=smk.params.intensity,
-        reject_cfg={"min_head_volume_ml": smk.params.min_head_volume_ml},
+        **smk.params.settings,
     )

@@ -4,12 +4,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821 (injected by Snakemake)
 
-from medcyclegan.workflow import jobs as pipeline  # noqa: E402
-from medcyclegan.workflow.job_log import job_logging  # noqa: E402
+from medcyclegan.workflow import jobs  # noqa: E402
+from medcyclegan.workflow.job_log import snakemake_job  # noqa: E402
 
-smk = snakemake  # noqa: F821
-with job_logging(smk.log[0]):
-    pipeline.qc_preview(
+with snakemake_job(snakemake) as smk:  # noqa: F821
+    jobs.qc_preview(
         smk.wildcards.modality,
         list(smk.input.volumes),
         list(smk.input.masks),

@@ -4,11 +4,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821 (injected by Snakemake)
 
-from medcyclegan.workflow import jobs as pipeline  # noqa: E402
-from medcyclegan.workflow.job_log import job_logging  # noqa: E402
+from medcyclegan.workflow import jobs  # noqa: E402
+from medcyclegan.workflow.job_log import snakemake_job  # noqa: E402
 
-smk = snakemake  # noqa: F821
-with job_logging(smk.log[0]):
-    pipeline.split(
-        list(smk.params.volumes), smk.output[0], seed=smk.params.seed, test_fraction=smk.params.test_fraction
-    )
+with snakemake_job(snakemake) as smk:  # noqa: F821
+    jobs.split(list(smk.params.volumes), smk.output[0], seed=smk.params.seed, test_fraction=smk.params.test_fraction)

@@ -9,7 +9,7 @@ from medcyclegan.workflow.job_log import job_logging  # noqa: E402
 smk = snakemake  # noqa: F821
 with job_logging(smk.log[0]):
     from medcyclegan.inference import synthesis
-    from medcyclegan.training.loop import configure_tensorflow
+    from medcyclegan.inference.runtime import configure_tensorflow
 
     configure_tensorflow(smk.threads)
     synthesis.synthesize_job(

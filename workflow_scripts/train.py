@@ -8,9 +8,9 @@ from medcyclegan.workflow.job_log import job_logging  # noqa: E402
 
 smk = snakemake  # noqa: F821
 with job_logging(smk.log[0]):
-    from medcyclegan.training import loop as training
+    from medcyclegan.training.loop import run_training
 
-    training.run_training(
+    run_training(
         dict(smk.params.training),
         task=smk.params.task,
         src_train=smk.input.src,
@@ -20,4 +20,6 @@ with job_logging(smk.log[0]):
         checkpoint_dir=smk.params.checkpoint_dir,
         tensorboard_dir=smk.params.tensorboard_dir,
         threads=smk.threads,
+        preprocessing=dict(smk.params.preprocessing),
+        metrics_path=smk.output.metrics,
     )

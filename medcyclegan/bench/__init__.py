@@ -115,6 +115,16 @@ def in_fresh_process(fn: Callable, *args, **kwargs) -> dict[str, Any]:
     }
 
 
+def workflow_settings(modality: str, config_path: str | Path = REPO / "config.yaml", overrides: dict | None = None):
+    """``{"ingest": kwargs, "preprocess": kwargs}``: what the ``ingest`` and ``preprocess_volume``
+    rules pass for ``modality`` (:mod:`medcyclegan.config.settings`) with this config."""
+    from medcyclegan.config.settings import ingest_settings, modality_settings, preprocess_settings
+    from medcyclegan.config.validation import load_config
+
+    settings = modality_settings(load_config(config_path, overrides), modality)
+    return {"ingest": ingest_settings(settings), "preprocess": preprocess_settings(settings)}
+
+
 def ingest_and_preprocess(
     modality: str, source, volume_id: str, out_dir, ingest_kw: dict, preprocess_kw: dict, threads: int = 2
 ) -> dict[str, Any]:
@@ -122,9 +132,9 @@ def ingest_and_preprocess(
     own entry points; raises if either step rejects the volume. Seconds of each step, sizes, slices kept."""
     import json
 
-    import numpy as np
     import SimpleITK as sitk
 
+    from medcyclegan.io.slices import read_stack
     from medcyclegan.workflow import jobs as pipeline
 
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)  # as workflow_scripts/ingest.py
@@ -146,10 +156,10 @@ def ingest_and_preprocess(
     meta = json.loads(info.read_text())
     if meta["status"] != "ok":
         raise RuntimeError(f"{source}: ingest rejected the volume: {meta.get('rejection')}")
-    with np.load(npz) as f:
-        if "rejected" in f.files:
-            raise RuntimeError(f"{source}: preprocessing rejected the volume: {f['reject_reason']}")
-        kept = int(f["images"].shape[0])
+    stack, rejection = read_stack(npz)
+    if rejection is not None:
+        raise RuntimeError(f"{source}: preprocessing rejected the volume: {rejection['reason']}")
+    kept = int(stack["images"].shape[0])
     if kept == 0:
         raise RuntimeError(f"{source}: no slice kept")
     return {

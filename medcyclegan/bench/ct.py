@@ -20,31 +20,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from medcyclegan.bench import REPO, in_fresh_process, interleaved, median, rounded, scratch_workdir
+from medcyclegan.bench import in_fresh_process, interleaved, median, rounded, scratch_workdir, workflow_settings
 
 MAX_RATIO = 1.5
 MAX_PEAK_MB = 2048.0
 VOLUME_ID = "CQ500-CT-0"
-
-
-def workflow_settings(config_path: str | Path = REPO / "config.yaml", overrides: dict | None = None) -> dict:
-    """The CT settings the ``ingest`` and ``preprocess_volume`` rules pass (see rules/*.smk)."""
-    from medcyclegan.config.validation import load_config
-
-    cfg = load_config(config_path, overrides)
-    return {
-        "ingest": {
-            "spacing_mm": cfg["geometry"]["spacing_mm"],
-            "reject_cfg": {"min_extent_mm": cfg["reject"]["min_extent_mm"]},
-            "ct_series": cfg["ct_series"],
-        },
-        "preprocess": {
-            "mask_cfg": cfg["masking"]["ct"],
-            "slicing_cfg": cfg["slicing"],
-            "intensity_cfg": {"ct_window_hu": cfg["intensity"]["ct_window_hu"]},
-            "reject_cfg": {"min_head_volume_ml": cfg["reject"]["min_head_volume_ml"]},
-        },
-    }
 
 
 def make_series(workdir: str | Path, *, matrix: int = 512, thin_mm: float = 0.625, seed: int = 20191126) -> dict:
@@ -148,7 +128,7 @@ def run(
     """Generate the two series, time (a) and (b) interleaved, measure (b)'s peak memory."""
     with scratch_workdir(workdir, "bench_ct_") as workdir:
         studies = make_series(workdir, matrix=matrix, thin_mm=thin_mm)
-        settings = workflow_settings(overrides=settings_overrides)
+        settings = workflow_settings("ct", overrides=settings_overrides)
         results: dict[str, Any] = {}
         for variant, study in studies.items():
             files = series_files(study)

@@ -1,9 +1,9 @@
 """Input pipeline (benchmark 3): is training ever starved by its tf.data input?
 
-The project's real train step (``CycleGANTrainer.train_step``) is timed fed by the real input
-function (``training.unpaired_dataset``: TFRecords -> shuffle -> resize -> flips -> batch ->
-prefetch) and fed one cached in-memory batch, in interleaved blocks of steps (same machine load
-for both), after the graph has been traced. Each step is driven as ``run_training`` drives it
+The project's real train step (``training.trainer.CycleGANTrainer.train_step``) is timed fed by
+the real input function (``training.data.unpaired_dataset``: TFRecords -> shuffle -> resize ->
+flips -> batch -> prefetch) and fed one cached in-memory batch, in interleaved blocks of steps
+(same machine load for both), after the graph has been traced. Each step is driven as ``run_training`` drives it
 (``next(data)``, ``train_step``, losses fetched to Python floats, which waits for the step).
 
 Target: steps/s from TFRecords / steps/s from the cached batch >= 0.95, as the median over pairs
@@ -57,8 +57,8 @@ def training_config(overrides: dict | None = None, task: str = "mr2ct") -> dict:
     """The workflow's training config for ``task`` (config.yaml's demo budget), with ``overrides``."""
     import yaml
 
+    from medcyclegan.config.tasks import task_config
     from medcyclegan.config.validation import deep_update
-    from medcyclegan.training.loop import task_config
 
     training = yaml.safe_load((REPO / "config.yaml").read_text())["training"]
     deep_update(training, overrides or {})
@@ -77,9 +77,12 @@ def run(
 ) -> dict[str, Any]:
     import tensorflow as tf
 
-    from medcyclegan.training.loop import CycleGANTrainer, configure_tensorflow, unpaired_dataset
+    from medcyclegan.config.resources import available_cores
+    from medcyclegan.inference.runtime import configure_tensorflow
+    from medcyclegan.training.data import unpaired_dataset
+    from medcyclegan.training.trainer import CycleGANTrainer
 
-    configure_tensorflow(threads or len(__import__("os").sched_getaffinity(0)))
+    configure_tensorflow(threads or available_cores())
     with scratch_workdir(workdir, "bench_input_") as workdir:
         src_path, ct_path = workdir / "mr_train.tfrecord", workdir / "ct_train.tfrecord"
         write_slices(src_path, n_slices, "mr", seed=1)

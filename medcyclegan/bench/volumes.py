@@ -14,27 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from medcyclegan.bench import REPO, in_fresh_process, median, rounded, scratch_workdir
-
-
-def workflow_settings(modality: str, config_path: str | Path = REPO / "config.yaml", overrides: dict | None = None):
-    """(ingest kwargs, preprocess kwargs) the rules pass for ``modality`` (see rules/preprocess.smk)."""
-    from medcyclegan.config.validation import load_config
-
-    cfg = load_config(config_path, overrides)
-    ingest = {
-        "spacing_mm": cfg["geometry"]["spacing_mm"],
-        "reject_cfg": {"min_extent_mm": cfg["reject"]["min_extent_mm"]},
-    }
-    if modality == "pet":
-        ingest["pet"] = cfg["pet"]
-    preprocess = {
-        "mask_cfg": cfg["masking"][modality],
-        "slicing_cfg": cfg["slicing"],
-        "intensity_cfg": {f"{modality}_percentiles": cfg["intensity"][f"{modality}_percentiles"]},
-        "reject_cfg": {"min_head_volume_ml": cfg["reject"]["min_head_volume_ml"]},
-    }
-    return ingest, preprocess
+from medcyclegan.bench import in_fresh_process, median, rounded, scratch_workdir, workflow_settings
 
 
 def demo_sessions(workdir: Path) -> dict[str, Path]:
@@ -47,14 +27,15 @@ def demo_sessions(workdir: Path) -> dict[str, Path]:
     }
 
 
-def process(modality: str, session: str | Path, out_dir: str | Path, settings, threads: int = 2) -> dict:
+def process(modality: str, session: str | Path, out_dir: str | Path, settings: dict, threads: int = 2) -> dict:
     """``ingest`` then ``preprocess_volume`` of one session; seconds of each step and the slices kept."""
     from medcyclegan.bench import ingest_and_preprocess
 
-    ingest_kw, preprocess_kw = settings
     out = Path(out_dir)
     shutil.rmtree(out, ignore_errors=True)
-    return ingest_and_preprocess(modality, session, Path(session).name, out, ingest_kw, preprocess_kw, threads=threads)
+    return ingest_and_preprocess(
+        modality, session, Path(session).name, out, settings["ingest"], settings["preprocess"], threads=threads
+    )
 
 
 def run(

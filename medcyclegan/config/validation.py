@@ -48,19 +48,30 @@ def validate_config(config: dict[str, Any], source: str = "config") -> dict[str,
 
     Raises ConfigError with one line per problem, the first being the most specific.
     """
-    schema = load_schema()
-    cls = _with_defaults(jsonschema.validators.validator_for(schema))
-    validator = cls(schema)
-    # two passes: defaults of objects created by the first pass get filled by the second
-    for _ in range(2):
-        errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.path), str(e.path)))
-        if errors:
-            break
-    if errors:
-        best = jsonschema.exceptions.best_match(errors)
+    best = fill_and_validate(config, load_schema())
+    if best is not None:
         where = ".".join(str(p) for p in best.absolute_path) or "(top level)"
         raise ConfigError(f"invalid {source}: {where}: {best.message}")
     return config
+
+
+def section_schema(name: str) -> dict:
+    """The sub-schema of one top-level section (e.g. ``training``)."""
+    return load_schema()["properties"][name]
+
+
+def fill_and_validate(instance: dict, schema: dict) -> jsonschema.ValidationError | None:
+    """Fill ``schema``'s defaults into ``instance`` in place; return its most specific violation, or None.
+
+    ``schema`` is the whole config schema or one section of it (:func:`section_schema`).
+    """
+    validator = _with_defaults(jsonschema.validators.validator_for(schema))(schema)
+    # two passes: defaults of objects created by the first pass get filled by the second
+    for _ in range(2):
+        errors = sorted(validator.iter_errors(instance), key=lambda e: (len(e.path), str(e.path)))
+        if errors:
+            break
+    return jsonschema.exceptions.best_match(errors) if errors else None
 
 
 def load_config(path: str | Path, overrides: dict | None = None) -> dict[str, Any]:

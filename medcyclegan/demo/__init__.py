@@ -13,7 +13,7 @@ scalp, face and neck) with per-subject size and pose, and writes:
 
 Everything is a pure function of (index, seed).  The ``*_ids`` functions only compute names
 (cheap: Snakemake calls them while building its DAG); the ``write_*`` functions render and write
-atomically (a hidden ``.<name>.partial`` folder is swapped into place).
+atomically (:func:`medcyclegan.io.atomic.atomic_dir`: a hidden folder swapped into place).
 """
 
 from medcyclegan.demo.cq500 import write_ct_study

@@ -160,43 +160,67 @@ class _Painter:
         return sl, m
 
 
+#: shape of the phantom grid (x, y, z) and the z index of the MNI box's bottom in it
+SHAPE = (GRID_X[1] - GRID_X[0] + 1, GRID_Y[1] - GRID_Y[0] + 1, GRID_Z[1] - GRID_Z[0] + 1)
+OZ = -72 - GRID_Z[0]
+#: height of the eye centres (orbital roof at ~-20 in MNI)
+EYE_Z = -44.0
+
+
 @functools.lru_cache(maxsize=1)
 def head_anatomy() -> Anatomy:
-    """Build the phantom (cached per process)."""
-    import SimpleITK as sitk
-
-    nx = GRID_X[1] - GRID_X[0] + 1
-    ny = GRID_Y[1] - GRID_Y[0] + 1
-    nz = GRID_Z[1] - GRID_Z[0] + 1
-    oz = -72 - GRID_Z[0]  # z index of the MNI box bottom
-    shape = (nx, ny, nz)
-
-    def embed(a, dtype=np.float32):
-        out = np.zeros(shape, dtype)
-        out[:, : a.shape[1], oz : oz + a.shape[2]] = a
-        return out
-
-    t1_mni = embed(_load_mni("t1"))
-    gm = embed(_load_mni("gm")) / np.float32(255.0)
-    wm = embed(_load_mni("wm")) / np.float32(255.0)
+    """Build the phantom (cached per process): label the tissues in the order in which later
+    structures win over earlier ones, then give every label its CT, T1 and PET values."""
+    t1_mni, gm, wm = (_embed(_load_mni(name)) for name in ("t1", "gm", "wm"))
+    gm /= np.float32(255.0)
+    wm /= np.float32(255.0)
     brain = t1_mni > 0
+    x, y, z = _grid_coords()
+    sd_ic, thick, sd_cranium, fs_c = _cranial_fields(brain, x, y, z)
+    sd_head = _head_distance(sd_cranium)
+    p = _Painter(_soft_tissue_labels(sd_head), SHAPE)
+    for sx in (-1, 1):  # ears: cartilage core
+        p.ellipsoid((78.0 * sx, -18.0, -30.0), (2.0, 11.0, 24.0), CARTILAGE)
+    cy = _paint_neck(p, brain)
+    _paint_orbits_and_sinuses(p)
+    _paint_jaw(p)
+    _paint_skull(p, sd_ic, thick, sd_head, (x, y, z), cy, fs_c)  # after the face: orbital roofs, skull base win
+    _paint_intracranial(p, sd_ic, brain)
+    volumes = _tissue_values(p.label, gm, wm, t1_mni, y, z)
+    return Anatomy(**{k: _to_sitk(v) for k, v in volumes.items()}, surface=_skin_surface(sd_head))
 
-    x = (np.arange(nx, dtype=np.float32) + GRID_X[0]).reshape(-1, 1, 1)
-    y = (np.arange(ny, dtype=np.float32) + GRID_Y[0]).reshape(1, -1, 1)
-    z = (np.arange(nz, dtype=np.float32) + GRID_Z[0]).reshape(1, 1, -1)
 
-    # --- intracranial space: closing (r = 10 mm) of the brain + 2.5 mm of CSF, at 2 mm ---
-    from scipy import ndimage as ndi
+def _embed(a: np.ndarray) -> np.ndarray:
+    """An MNI-box volume placed in the (larger) phantom grid, zero elsewhere (float32)."""
+    out = np.zeros(SHAPE, np.float32)
+    out[:, : a.shape[1], OZ : OZ + a.shape[2]] = a
+    return out
 
+
+def _grid_coords():
+    """Broadcastable float32 RAS coordinates (mm) of the grid's x, y and z axes."""
+    x = (np.arange(SHAPE[0], dtype=np.float32) + GRID_X[0]).reshape(-1, 1, 1)
+    y = (np.arange(SHAPE[1], dtype=np.float32) + GRID_Y[0]).reshape(1, -1, 1)
+    z = (np.arange(SHAPE[2], dtype=np.float32) + GRID_Z[0]).reshape(1, 1, -1)
+    return x, y, z
+
+
+def _cranial_fields(brain, x, y, z):
+    """Signed distance to the dura (``sd_ic``, negative inside), skull thickness, signed distance
+    to the cranial scalp surface (all on the 1 mm grid) and the frontal sinus centre.
+
+    Intracranial space: closing (r = 10 mm) of the brain plus 2.5 mm of CSF, at 2 mm. Skull
+    ~6.5 mm: thin temporal squama, thicker occiput and frontal bone (which holds the sinus);
+    scalp thicker at the temples (temporalis muscle).
+    """
     coarse = brain[::2, ::2, ::2].copy()
     closed = _signed_distance(_signed_distance(coarse, 2.0) <= 10.0, 2.0) <= -10.0
     closed |= coarse
-    bottom = (oz + 4) // 2
+    bottom = (OZ + 4) // 2
     closed[:, :, :bottom] &= coarse[:, :, :bottom]  # keep the medulla thin below the cerebellum
-    sd_ic = _signed_distance(closed, 2.0) - 2.5  # signed distance to the dura (negative inside)
+    sd_ic = _signed_distance(closed, 2.0) - 2.5
     del coarse, closed
 
-    # --- skull thickness field: ~6.5 mm, thin temporal squama, thicker occiput/frontal ---
     cshape = sd_ic.shape
     xc, yc, zc = x[::2], y[:, ::2], z[:, :, ::2]
     noise = _upsample(_smooth_noise((25, 33, 34), 1234, 1.5), cshape)
@@ -207,15 +231,16 @@ def head_anatomy() -> Anatomy:
     col = sd_ic[-GRID_X[0] // 2, :, (-14 - GRID_Z[0]) // 2]
     fs_c = (0.0, float(yc.ravel()[np.nonzero(col < 0)[0].max()]) + 8.0, -14.0)
     thick += 7.0 * np.exp(-((xc / 18.0) ** 2 + ((yc - fs_c[1]) / 10.0) ** 2 + ((zc - fs_c[2]) / 14.0) ** 2))
-    scalp = 5.5 + 0.6 * noise + 7.0 * temporal  # thicker at the temples: temporalis muscle
-    sd_ic, thick, scalp = (_upsample(v, shape) for v in (sd_ic, thick, scalp))
-    del noise, temporal, occ
-    sd_cranium = sd_ic - thick - scalp
+    scalp = 5.5 + 0.6 * noise + 7.0 * temporal
+    sd_ic, thick, scalp = (_upsample(v, SHAPE) for v in (sd_ic, thick, scalp))
+    return sd_ic, thick, sd_ic - thick - scalp, fs_c
 
-    # --- face, nose, ears and neck: smooth union with the cranial scalp surface ---
-    ze = -44.0  # eye centre height (orbital roof at ~-20 in MNI)
-    sd_head = sd_cranium
-    p = _Painter(None, shape)
+
+def _head_distance(sd_head: np.ndarray) -> np.ndarray:
+    """Signed distance to the skin: the cranial scalp surface ``sd_head`` (changed in place) in a
+    smooth union with face and jaw, nose, ears and neck."""
+    p = _Painter(None, SHAPE)
+    ze = EYE_Z
 
     def union(c, r, k):
         sl, (xx, yy, zz) = p.box(np.subtract(c, r) - k, np.add(c, r) + k)
@@ -229,22 +254,23 @@ def head_anatomy() -> Anatomy:
     neck_r = np.sqrt((xx / 54.0) ** 2 + ((yy + 22.0) / 56.0) ** 2) * 54.0 - 54.0
     neck = np.where(zz < -40.0, neck_r, np.maximum(neck_r, zz + 40.0))
     sd_head[sl] = _smin(sd_head[sl], neck, 20.0)
-    del neck, neck_r, xx, yy, zz
+    return sd_head
 
-    label = np.zeros(shape, np.uint8)
+
+def _soft_tissue_labels(sd_head: np.ndarray) -> np.ndarray:
+    """Labels of the head's soft tissue: skin (1.8 mm), fat (to 4.5 mm), soft tissue inside."""
+    label = np.zeros(SHAPE, np.uint8)
     depth = -sd_head
     label[depth > 0] = SOFT
     label[(depth > 0) & (depth <= 4.5)] = FAT
     label[(depth > 0) & (depth <= 1.8)] = SKIN
-    del depth
+    return label
 
-    p = _Painter(label, shape)
-    # ears: cartilage core
-    for sx in (-1, 1):
-        p.ellipsoid((78.0 * sx, -18.0, -30.0), (2.0, 11.0, 24.0), CARTILAGE)
 
-    # --- neck: vertebral column, spinal canal + cord, airway ---
-    bz = brain[:, :, oz + 1]
+def _paint_neck(p: _Painter, brain: np.ndarray) -> float:
+    """Vertebral column, spinal canal and cord, airway; returns the medulla centre's y."""
+    label, ze = p.label, EYE_Z
+    bz = brain[:, :, OZ + 1]
     cy = float(np.nonzero(bz)[1].mean() + GRID_Y[0])  # medulla centre (y) at the box bottom
     sl, (xx, yy, zz) = p.box((-40, cy - 60, GRID_Z[0]), (40, cy + 40, -64))
     sub = label[sl]
@@ -261,9 +287,13 @@ def head_anatomy() -> Anatomy:
     sub[(r_canal <= 5.0) & (zz < -70.0)] = CORD
     air_c = np.sqrt((xx / 11.0) ** 2 + ((yy - (cy + 48.0)) / 8.0) ** 2) <= 1.0  # pharynx/larynx
     sub[air_c & (zz < ze - 40.0)] = AIR
-    del sub, r_canal, vb, disc, arch, spinous, body, air_c, xx, yy, zz
+    return cy
 
-    # --- face: orbits with fat, eyes and lenses; sinuses; nasal cavity; palate; jaw; teeth ---
+
+def _paint_orbits_and_sinuses(p: _Painter) -> None:
+    """Orbits with fat, eyes and lenses; maxillary sinuses; nasal cavity with septum and nostrils;
+    sphenoid sinus."""
+    label, ze = p.label, EYE_Z
     for sx in (-1, 1):
         oc = (30.0 * sx, 46.0, ze)
         p.ellipsoid(
@@ -285,18 +315,22 @@ def head_anatomy() -> Anatomy:
     sub[(sup <= 1.0) & (np.abs(xx) < 1.0)] = CARTILAGE  # septum
     # nostrils
     sub[(((np.abs(xx) - 5.0) / 3.5) ** 2 + ((yy - 88.0) / 10.0) ** 2 + ((zz - (ze - 30.0)) / 5.0) ** 2) <= 1.0] = AIR
-    del sub, sup, sup_w, xx, yy, zz
     p.ellipsoid((0.0, 18.0, ze + 6.0), (12.0, 10.0, 9.0), CORTICAL, shell=1.8)  # sphenoid sinus
     p.ellipsoid((0.0, 18.0, ze + 6.0), (12.0, 10.0, 9.0), AIR)
-    # hard palate and upper teeth
+
+
+def _paint_jaw(p: _Painter) -> None:
+    """Hard palate and upper teeth; the mandible (a polyline of ramus and body, rasterised and
+    thickened with an anisotropic distance map) with its lower teeth."""
+    from scipy import ndimage as ndi
+
+    label, ze = p.label, EYE_Z
     sl, (xx, yy, zz) = p.box((-40, 0, ze - 62), (40, 90, ze - 40))
     sub = label[sl]
     arch_r = np.sqrt((xx / 26.0) ** 2 + ((yy - 30.0) / 42.0) ** 2)
     sub[(arch_r <= 1.0) & (yy > 30.0) & (np.abs(zz - (ze - 45.0)) <= 2.0)] = CORTICAL
     upper = (np.abs(arch_r - 0.93) < 0.09) & (yy > 22.0) & (zz < ze - 47.0) & (zz > ze - 57.0)
     sub[upper] = TEETH
-    del sub, arch_r, upper, xx, yy, zz
-    # mandible: polyline (ramus + body), rasterised, thickened with an anisotropic distance map
     t = np.linspace(-1.0, 1.0, 121)
     body_pts = np.stack(
         [
@@ -324,9 +358,13 @@ def head_anatomy() -> Anatomy:
     top = ze - 84.0 - 14.0 * np.cos(np.arcsin(np.clip(xx / 46.0, -1, 1))) + 10.0
     lower_teeth = (d <= 4.0) & (zz > top) & (zz < top + 9.0) & (yy > 8.0)
     sub[lower_teeth & (sub != AIR)] = TEETH
-    del sub, d, line, jaw, lower_teeth, top, xx, yy, zz
 
-    # --- skull (after the face so that the orbital roofs/skull base win) ---
+
+def _paint_skull(p: _Painter, sd_ic, thick, sd_head, coords, cy: float, fs_c) -> None:
+    """The skull between dura and scalp (diploe between cortical tables, foramen magnum open),
+    then the air of the frontal sinus and of the mastoid cells inside it."""
+    x, y, z = coords
+    label = p.label
     cut = (z > -70.0) & ~((z < -56.0) & (np.sqrt(x**2 + (y - cy) ** 2) < 17.0))  # foramen magnum
     shell = (sd_ic > 0) & (sd_ic <= thick) & cut & (sd_head < -1.0)
     inner = sd_ic <= 1.6
@@ -334,41 +372,43 @@ def head_anatomy() -> Anatomy:
     label[shell] = DIPLOE
     label[shell & (inner | outer | (thick < 4.2))] = CORTICAL
     del inner, outer, cut
-    # frontal sinus (air inside the frontal bone)
     p.ellipsoid(
         fs_c,
         (15.0, 5.5, 11.0),
         AIR,
         where=lambda x, y, z, sl: shell[sl] & (sd_ic[sl] > 1.2) & (sd_ic[sl] < thick[sl] - 1.5),
     )
-    # mastoid air cells: small air pockets in the bone behind the ears
-    for sx in (-1, 1):
+    for sx in (-1, 1):  # mastoid air cells: small air pockets in the bone behind the ears
         p.ellipsoid(
             (60.0 * sx, -40.0, -52.0),
             (8.0, 9.0, 9.0),
             AIR,
             where=lambda x, y, z, sl: shell[sl] & (np.mod(x + y + z, 4.0) < 2.0),
         )
-    del shell, thick, scalp
 
-    # --- intracranial contents ---
+
+def _paint_intracranial(p: _Painter, sd_ic, brain) -> None:
+    """CSF inside the dura, the brain in it, and a calcified pineal gland."""
+    label = p.label
     ic = sd_ic <= 0
-    ic[:, :, : oz + 2] &= brain[:, :, : oz + 2] | (label[:, :, : oz + 2] == CSF)
+    ic[:, :, : OZ + 2] &= brain[:, :, : OZ + 2] | (label[:, :, : OZ + 2] == CSF)
     label[ic] = CSF
     label[ic & brain] = BRAIN
     del ic
-    p.ellipsoid(
-        (0.0, -30.0, 3.0), (2.5, 3.0, 2.5), CALC, where=lambda x, y, z, sl: label[sl] == BRAIN
-    )  # calcified pineal gland
+    p.ellipsoid((0.0, -30.0, 3.0), (2.5, 3.0, 2.5), CALC, where=lambda x, y, z, sl: label[sl] == BRAIN)
 
-    # --- properties ---
+
+def _tissue_values(label, gm, wm, t1_mni, y, z) -> dict[str, np.ndarray]:
+    """Per-label CT, T1 and PET values; inside the brain from the grey/white-matter fractions
+    (and the real template T1), with textured bone."""
+    from scipy import ndimage as ndi
+
     isbrain = np.nonzero(label == BRAIN)
     g, w = gm[isbrain], wm[isbrain]
     frac_sum = np.maximum(g + w, 1.0)
     g /= frac_sum
     w /= frac_sum
     c = 1.0 - g - w
-    del gm, wm, frac_sum
 
     ct = _CT_HU[label]
     ct[isbrain] = 8.0 * c + 38.0 * g + 28.0 * w
@@ -381,7 +421,6 @@ def head_anatomy() -> Anatomy:
 
     t1 = _T1[label]
     t1[isbrain] = t1_mni[isbrain]
-    del t1_mni
 
     perf = _PERF[label]
     perf[isbrain] = 1.0 * g + 0.3 * w + 0.03 * c
@@ -389,31 +428,26 @@ def head_anatomy() -> Anatomy:
     ret_wm[isbrain] = w
     by, bz = y.ravel()[isbrain[1]], z.ravel()[isbrain[2]]
     cereb = 1.0 / (1.0 + np.exp((bz + 30.0) / 4.0)) * (1.0 / (1.0 + np.exp((by + 45.0) / 4.0)))
-    ret_ctx = np.zeros(shape, np.float32)
+    ret_ctx = np.zeros(SHAPE, np.float32)
     ret_ctx[isbrain] = g * (1.0 - 0.85 * cereb)  # cerebellar cortex: PET reference region
-    del g, w, c, isbrain, cereb, by, bz
+    return {"ct": ct, "t1": t1, "perf": perf, "ret_wm": ret_wm, "ret_ctx": ret_ctx}
 
-    # skin surface points (for field-of-view placement), subsampled deterministically
+
+def _skin_surface(sd_head: np.ndarray) -> np.ndarray:
+    """(N, 3) RAS points on the skin, subsampled deterministically (for field-of-view placement)."""
     sidx = np.argwhere(np.abs(sd_head[::2, ::2, :]) < 0.7) * [2, 2, 1]
-    surface = (sidx + [GRID_X[0], GRID_Y[0], GRID_Z[0]]).astype(np.float64)
-    del sd_head, sd_ic
+    return (sidx + [GRID_X[0], GRID_Y[0], GRID_Z[0]]).astype(np.float64)
 
-    def to_sitk(a):
-        # array (x, y, z) in RAS -> SimpleITK image in LPS physical space
-        img = sitk.GetImageFromArray(np.ascontiguousarray(a.transpose(2, 1, 0), dtype=np.float32))
-        img.SetSpacing((1.0, 1.0, 1.0))
-        img.SetOrigin((-float(GRID_X[0]), -float(GRID_Y[0]), float(GRID_Z[0])))
-        img.SetDirection((-1.0, 0, 0, 0, -1.0, 0, 0, 0, 1.0))
-        return img
 
-    return Anatomy(
-        ct=to_sitk(ct),
-        t1=to_sitk(t1),
-        perf=to_sitk(perf),
-        ret_wm=to_sitk(ret_wm),
-        ret_ctx=to_sitk(ret_ctx),
-        surface=surface,
-    )
+def _to_sitk(a: np.ndarray):
+    """Array (x, y, z) in RAS -> SimpleITK float32 image in LPS physical space."""
+    import SimpleITK as sitk
+
+    img = sitk.GetImageFromArray(np.ascontiguousarray(a.transpose(2, 1, 0), dtype=np.float32))
+    img.SetSpacing((1.0, 1.0, 1.0))
+    img.SetOrigin((-float(GRID_X[0]), -float(GRID_Y[0]), float(GRID_Z[0])))
+    img.SetDirection((-1.0, 0, 0, 0, -1.0, 0, 0, 0, 1.0))
+    return img
 
 
 # ------------------------------------------------------------------------------------------

@@ -19,11 +19,13 @@ supine, no gantry tilt.  Stored values are HU + 1024 (uint16, 12 bits stored, -1
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from medcyclegan.demo import anatomy, layout
+from medcyclegan.io import atomic
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 COVERAGE_MM = 150.0  # thin series: skull base to vertex
@@ -180,33 +182,73 @@ def write_ct_study(
     ct_root, index: int, seed: int, *, matrix: int = 512, thin_mm: float = 0.625, thick_mm: float = 5.0
 ) -> Path:
     """Render and write one CQ500-style study; returns ``ct_root/CQ500-CT-{index}``."""
-    from scipy import ndimage as ndi
-
     if matrix < 16 or thin_mm <= 0 or thick_mm <= 0:
         raise ValueError(
             f"write_ct_study: need matrix >= 16 and positive slice thicknesses, got "
             f"matrix={matrix}, thin_mm={thin_mm}, thick_mm={thick_mm}"
         )
-    ct_root = Path(ct_root)
-    target = ct_root / layout.ct_study_ids(index + 1)[index]
+    target = Path(ct_root) / layout.ct_study_ids(index + 1)[index]
     anat = anatomy.head_anatomy()
-    r_pose = layout.rng(seed, "ct-pose", index)
+    pose = _ct_pose(seed, index)
     r_scan = layout.rng(seed, "ct-scan", index)
+    scan = _scan_geometry(pose.to_world(anat.surface) * [-1.0, -1.0, 1.0], matrix, thin_mm, r_scan)  # RAS -> LPS
+    hu = _render_thin(anat, pose, scan)
+    _add_headrest(hu, scan, r_scan)
+    outside = (((scan.ys - scan.centre[1]) ** 2)[:, None] + ((scan.xs - scan.centre[0]) ** 2)[None, :]) > (
+        scan.pixel * matrix / 2
+    ) ** 2
+    # noise: plain kernel (mildly correlated), bone kernel (sharpened + stronger), thick (averaged)
+    sig_plain = r_scan.uniform(5.0, 12.0)
+    sig_bone = r_scan.uniform(25.0, 45.0)
+    sig_thick = r_scan.uniform(2.5, 5.0)
+    r_noise = layout.rng(seed, "ct-noise", index)
+    plain, bone = _thin_series(hu, outside, sig_plain, sig_bone, r_noise)
+    z_thick, thick = _thick_series(hu, scan, thick_mm, outside, sig_thick, r_noise)
+    del hu
+    names = [THIN_NAMES[int(r_scan.integers(len(THIN_NAMES)))].format(mm=f"{thin_mm:g}"), "BONE", f"{thick_mm:g}mm"]
+    series = [
+        (names[0], plain, scan.z_thin, thin_mm, "STANDARD", (40, 80), True),
+        (names[1], bone, scan.z_thin, thin_mm, "BONE", (500, 3000), False),
+        (names[2], thick, z_thick, thick_mm, "STANDARD", (40, 80), False),
+    ]
+    _write_study(target, seed, index, scan, series)
+    return target
 
-    pose = anatomy.Pose(
+
+@dataclass(frozen=True)
+class _Scan:
+    """Where the thin series lies (LPS mm): slice heights, the headrest and the pixel grid."""
+
+    thin_mm: float
+    z_top: float
+    z_thin: np.ndarray  # ascending slice centres
+    rest: dict  # headrest and table (:func:`_headrest`)
+    centre: np.ndarray  # (x, y) of the reconstruction circle
+    pixel: float
+    x0: float
+    y0: float
+    xs: np.ndarray  # column centres (x)
+    ys: np.ndarray  # row centres (y)
+
+
+def _ct_pose(seed: int, index: int) -> anatomy.Pose:
+    """The subject's head size and pose on the table: head first, 100-200 mm below the origin."""
+    r_pose = layout.rng(seed, "ct-pose", index)
+    return anatomy.Pose(
         anatomy.random_scale(layout.rng(seed, "ct-anatomy", index)),
         anatomy.random_rotation(r_pose),
         (r_pose.uniform(-10, 10), r_pose.uniform(-10, 10), r_pose.uniform(-200, -100)),
     )
-    skin = pose.to_world(anat.surface) * [-1.0, -1.0, 1.0]  # RAS -> LPS
 
-    # slices: thin series from just above the vertex down over ~150 mm
+
+def _scan_geometry(skin: np.ndarray, matrix: int, thin_mm: float, r_scan: np.random.Generator) -> _Scan:
+    """Thin slices from just above the vertex down over ~150 mm; a field of view holding head and
+    headrest, centred (+-6 mm); pixel 0.42-0.50 mm at 512 (larger if needed). ``skin``: LPS points."""
     n_thin = max(8, int(round(COVERAGE_MM / thin_mm)))
     z_top = float(skin[:, 2].max()) + r_scan.uniform(1.0, 6.0)
     z_thin = z_top - thin_mm * np.arange(n_thin)[::-1]  # ascending
     inside_z = skin[(skin[:, 2] >= z_thin[0] - 2) & (skin[:, 2] <= z_top)]
     rest = _headrest(inside_z[:, :2], r_scan)
-    # field of view: head and headrest, centred (+-6 mm); pixel 0.42-0.50 mm at 512 (larger if needed)
     pts = np.vstack([inside_z[:, :2], [[rest["xh"], rest["y0"] + rest["thick"] + 2.0]]])
     centre = (pts.max(0) + pts.min(0)) / 2 + r_scan.uniform(-6, 6, 2)
     need = 2 * np.abs(pts - centre).max() + 10.0
@@ -215,28 +257,43 @@ def write_ct_study(
     x0, y0 = (centre - pixel * (matrix - 1) / 2).round(4)
     xs = x0 + pixel * np.arange(matrix)
     ys = y0 + pixel * np.arange(matrix)
+    return _Scan(thin_mm, z_top, z_thin, rest, centre, pixel, x0, y0, xs, ys)
 
-    a_lps = np.array([[pixel, 0, 0, x0], [0, pixel, 0, y0], [0, 0, thin_mm, z_thin[0]], [0, 0, 0, 1.0]])
-    hu = anatomy.render(
-        anat.ct, np.diag([-1.0, -1.0, 1.0, 1.0]) @ a_lps, (matrix, matrix, n_thin), pose, default=-1000.0
-    ).transpose(2, 1, 0)  # (slice, row, col), C-contiguous
 
-    # headrest under the back of the head (not over the top slices) and the table
-    rest_hu, rest_frac = (a.T for a in _headrest_image(rest, xs, ys, pixel))  # (row, col)
-    rest_top = z_top - r_scan.uniform(25, 50)
-    for k in np.nonzero(z_thin < rest_top)[0]:
+def _render_thin(anat, pose: anatomy.Pose, scan: _Scan) -> np.ndarray:
+    """The phantom's HU on the thin series' grid, (slice, row, col), C-contiguous."""
+    matrix = len(scan.xs)
+    a_lps = np.array(
+        [
+            [scan.pixel, 0, 0, scan.x0],
+            [0, scan.pixel, 0, scan.y0],
+            [0, 0, scan.thin_mm, scan.z_thin[0]],
+            [0, 0, 0, 1.0],
+        ]
+    )
+    shape = (matrix, matrix, len(scan.z_thin))
+    return anatomy.render(anat.ct, np.diag([-1.0, -1.0, 1.0, 1.0]) @ a_lps, shape, pose, default=-1000.0).transpose(
+        2, 1, 0
+    )
+
+
+def _add_headrest(hu: np.ndarray, scan: _Scan, r_scan: np.random.Generator) -> None:
+    """Blend the headrest and table into the slices below the top 25-50 mm (in place)."""
+    rest_hu, rest_frac = (a.T for a in _headrest_image(scan.rest, scan.xs, scan.ys, scan.pixel))  # (row, col)
+    rest_top = scan.z_top - r_scan.uniform(25, 50)
+    for k in np.nonzero(scan.z_thin < rest_top)[0]:
         hu[k] += rest_frac * (rest_hu - hu[k])
-    outside = (((ys - centre[1]) ** 2)[:, None] + ((xs - centre[0]) ** 2)[None, :]) > (pixel * matrix / 2) ** 2
 
-    # noise: plain kernel (mildly correlated), bone kernel (sharpened + stronger), thick (averaged)
-    sig_plain = r_scan.uniform(5.0, 12.0)
-    sig_bone = r_scan.uniform(25.0, 45.0)
-    sig_thick = r_scan.uniform(2.5, 5.0)
-    r_noise = layout.rng(seed, "ct-noise", index)
+
+def _thin_series(hu, outside, sig_plain: float, sig_bone: float, r_noise) -> tuple[np.ndarray, np.ndarray]:
+    """Stored values of the plain series (2x2-correlated noise) and the bone-kernel series
+    (sharpened, stronger noise), computed 16 slices at a time to bound the memory."""
+    from scipy import ndimage as ndi
+
     plain = np.empty(hu.shape, np.uint16)
     bone = np.empty(hu.shape, np.uint16)
-    for k0 in range(0, n_thin, 16):
-        k1 = min(n_thin, k0 + 16)
+    for k0 in range(0, hu.shape[0], 16):
+        k1 = min(hu.shape[0], k0 + 16)
         block = hu[k0:k1]
         n = r_noise.standard_normal(block.shape, dtype=np.float32)
         n = (n + np.roll(n, 1, 1) + np.roll(n, 1, 2) + np.roll(np.roll(n, 1, 1), 1, 2)) * 0.5  # 2x2 box
@@ -244,12 +301,16 @@ def write_ct_study(
         sharp = block + 1.2 * (block - ndi.uniform_filter(block, size=(1, 3, 3)))
         sharp += sig_bone * r_noise.standard_normal(block.shape, dtype=np.float32)
         bone[k0:k1] = _to_stored(sharp, outside)
-    del n, sharp, block
+    return plain, bone
 
-    edge = z_top + thin_mm / 2
-    n_thick = max(1, int(np.floor(n_thin * thin_mm / thick_mm + 1e-6)))
+
+def _thick_series(hu, scan: _Scan, thick_mm: float, outside, sig_thick: float, r_noise):
+    """(slice centres, stored values) of the thick series: thin slices averaged over each slab."""
+    thin_mm, z_thin = scan.thin_mm, scan.z_thin
+    edge = scan.z_top + thin_mm / 2
+    n_thick = max(1, int(np.floor(len(z_thin) * thin_mm / thick_mm + 1e-6)))
     z_thick = edge - thick_mm * (np.arange(n_thick)[::-1] + 0.5)
-    thick = np.empty((n_thick, matrix, matrix), np.uint16)
+    thick = np.empty((n_thick, *hu.shape[1:]), np.uint16)
     for k, zc in enumerate(z_thick):
         sel = np.abs(z_thin - zc) <= thick_mm / 2 + 1e-6
         if not sel.any():  # thick_mm < thin_mm: nearest thin slice
@@ -257,27 +318,25 @@ def write_ct_study(
         slab = hu[sel].mean(axis=0)
         slab += sig_thick * r_noise.standard_normal(slab.shape, dtype=np.float32)
         thick[k] = _to_stored(slab, outside)
-    del hu
+    return z_thick, thick
 
-    names = [THIN_NAMES[int(r_scan.integers(len(THIN_NAMES)))].format(mm=f"{thin_mm:g}"), "BONE", f"{thick_mm:g}mm"]
-    numbers = [2, 3, 4]
+
+def _write_study(target: Path, seed: int, index: int, scan: _Scan, series: list) -> None:
+    """Write the series (``(description, stored, z, thickness, kernel, window, compress)``, numbered
+    2, 3, 4) into the study folder, swapped into place only when all are written."""
+    matrix = len(scan.xs)
     study_uid = _uid(seed, "ct", index, "study")
     frame_uid = _uid(seed, "ct", index, "frame")
     patient = f"CQ500CT{index}"
-    with layout.atomic_dir(target) as tmp:
+    with atomic.atomic_dir(target) as tmp:
         study_dir = tmp / f"{patient} {patient}" / "Unknown Study"
-        specs = [
-            (names[0], plain, z_thin, thin_mm, "STANDARD", (40, 80), True),
-            (names[1], bone, z_thin, thin_mm, "BONE", (500, 3000), False),
-            (names[2], thick, z_thick, thick_mm, "STANDARD", (40, 80), False),
-        ]
-        for (desc, stored, zz, th, kernel, window, compress), number in zip(specs, numbers):
+        for (desc, stored, zz, th, kernel, window, compress), number in zip(series, (2, 3, 4)):
             parts = (seed, "ct", index, "series", number)
             base = _base_dataset(
                 study=study_uid,
                 series=_uid(*parts),
                 index=index,
-                pixel=pixel,
+                pixel=scan.pixel,
                 rows=matrix,
                 cols=matrix,
                 desc=desc,
@@ -290,11 +349,10 @@ def write_ct_study(
                 study_dir / f"CT {desc}",
                 stored,
                 np.round(zz, 4),
-                x0,
-                y0,
+                scan.x0,
+                scan.y0,
                 base=base,
                 uid_parts=parts,
                 frame_uid=frame_uid,
                 compress=compress,
             )
-    return target

@@ -1,18 +1,14 @@
-"""Names, seeds and atomic folder writes shared by the demo writers.
+"""Names and seeds shared by the demo writers.
 
 Why: Snakemake builds its DAG from the folder names before anything is rendered, so ids must
-come from cheap, deterministic functions of (n, seed) alone; and a killed job must never leave
-a half-written study that the ingest would then read, so every write goes to a hidden
-``.<name>.partial`` sibling that is swapped into place at the end.
+come from cheap, deterministic functions of (n, seed) alone. (A killed job never leaves a
+half-written study: the writers fill a hidden sibling folder that
+:func:`medcyclegan.io.atomic.atomic_dir` swaps into place at the end.)
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
 import zlib
-from pathlib import Path
 
 import numpy as np
 
@@ -63,51 +59,3 @@ def mr_session_ids(n: int, seed: int) -> list[str]:
 def pet_session_ids(n: int, seed: int) -> list[str]:
     """``OAS30001_PIB_d0140``, ``OAS30002_AV45_d0311``, ... folder names under pet_root."""
     return [pet_session_id(i, seed) for i in range(int(n))]
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
-
-
-@contextlib.contextmanager
-def atomic_dir(target: Path):
-    """Yield a fresh hidden sibling folder; on success swap it into ``target`` (overwriting)."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.parent / f".{target.name}.partial"
-    _remove(partial)
-    partial.mkdir()
-    try:
-        yield partial
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    old = target.parent / f".{target.name}.old-{os.getpid()}"
-    _remove(old)
-    if target.exists() or target.is_symlink():
-        os.replace(target, old)
-    os.replace(partial, target)
-    if old.exists() or old.is_symlink():
-        _remove(old)
-
-
-@contextlib.contextmanager
-def atomic_file(target: Path):
-    """Yield a hidden temporary path next to ``target``; on success ``os.replace`` it into place.
-
-    The temporary name keeps the target's suffixes (``.nii.gz``) so writers pick the right format.
-    """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".partial-{os.getpid()}-{target.name}"
-    _remove(tmp)
-    try:
-        yield tmp
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    os.replace(tmp, target)

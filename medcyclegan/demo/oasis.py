@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from medcyclegan.demo import anatomy, layout
+from medcyclegan.io import atomic
 
 MR_SHAPE = {"PIL": (256, 256, 176), "RPI": (176, 256, 256)}
 PET_SHAPE = (128, 128, 63)
@@ -80,11 +81,11 @@ def _nifti(data, affine, path: Path, slope: float | None = None) -> None:
     img.header.set_xyzt_units("mm", "sec")
     if slope is not None:
         img.header.set_slope_inter(slope, 0.0)
-    nib.save(img, str(path))
+    atomic.write_nifti(path, img)
 
 
 def _write_json(path: Path, obj) -> None:
-    path.write_text(json.dumps(obj, indent=2) + "\n")
+    atomic.write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
 def _gt_ct(anat, affine, shape, pose) -> np.ndarray:
@@ -185,7 +186,7 @@ def write_mr_session(mr_root, gt_root, index: int, seed: int) -> Path:
         "ImageComments": "MedCycleGAN synthetic phantom",
         "ConversionSoftware": "dcm2niix",
     }
-    with layout.atomic_dir(mr_root / sid) as tmp, layout.atomic_file(gt_root / f"{sid}_ct.nii.gz") as gt_tmp:
+    with atomic.atomic_dir(mr_root / sid) as tmp:
         img_path, json_path = _paths(tmp, anat_dir, stem, xnat)
         _nifti(mr, affine, img_path)
         _write_json(json_path, sidecar)
@@ -207,7 +208,7 @@ def write_mr_session(mr_root, gt_root, index: int, seed: int) -> Path:
                     "ProtocolName": "T2_FLAIR",
                 },
             )
-        _nifti(_gt_ct(anat, affine, shape, pose), affine, gt_tmp)
+        _nifti(_gt_ct(anat, affine, shape, pose), affine, gt_root / f"{sid}_ct.nii.gz")
     return mr_root / sid
 
 
@@ -313,9 +314,9 @@ def write_pet_session(pet_root, gt_root, index: int, seed: int) -> Path:
             "Units": ["s", "s", "s"],
             "Values": [[int(s), int(s + d), int(d)] for s, d in zip(starts, durs)],
         }
-    with layout.atomic_dir(pet_root / sid) as tmp, layout.atomic_file(gt_root / f"{sid}_ct.nii.gz") as gt_tmp:
+    with atomic.atomic_dir(pet_root / sid) as tmp:
         img_path, json_path = _paths(tmp, "pet1", stem, xnat)
         _nifti(stored, affine, img_path, slope=slope)
         _write_json(json_path, sidecar)
-        _nifti(_gt_ct(anat, affine, PET_SHAPE, pose), affine, gt_tmp)
+        _nifti(_gt_ct(anat, affine, PET_SHAPE, pose), affine, gt_root / f"{sid}_ct.nii.gz")
     return pet_root / sid

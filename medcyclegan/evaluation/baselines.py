@@ -26,36 +26,51 @@ head mask get -1024 HU for every baseline, like the model's output.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 import numpy as np
 
+from medcyclegan.io.slices import load_npz, read_stack
 from medcyclegan.preprocessing.intensity import to_physical
 
 log = logging.getLogger("medcyclegan.baselines")
 
-#: a [-1, 1] pixel is in the head when above the background -1 by this much (as slice_eval)
+#: a [-1, 1] pixel is in the head when above the background -1 by this much
 HEAD_EPS = 1e-3
 
 
-def _load(path) -> dict:
-    with np.load(path) as z:
-        return {k: z[k] for k in z.files}
+def head_pixels(images: np.ndarray) -> np.ndarray:
+    """The values of the pixels of ``images`` ([-1, 1]) that are in the head."""
+    return images[images > -1.0 + HEAD_EPS]
 
 
-def head_mean_hu(ct_npz_paths) -> tuple[float, int]:
-    """Mean HU of the head pixels of CT slice stacks (``results/slices/ct/*.npz``) and their count."""
-    total, count = 0.0, 0
-    for p in ct_npz_paths:
-        d = _load(p)
-        if "rejected" in d:
-            continue
-        img = d["images"]
-        sel = img > -1.0 + HEAD_EPS
-        total += float(to_physical(img[sel], float(d["value_lo"]), float(d["value_hi"])).astype(np.float64).sum())
+def head_mean_hu(stacks: Iterable, *, source: str, dtype=np.float32) -> tuple[float, int, int]:
+    """Mean HU of the head pixels of ``(images, value_lo, value_hi)`` items, the number of those
+    pixels and of items; ``dtype`` is the precision of the HU conversion (the sum is float64)."""
+    total, count, n_items = 0.0, 0, 0
+    for images, lo, hi in stacks:
+        sel = images > -1.0 + HEAD_EPS
+        total += float(to_physical(images[sel], lo, hi, dtype).astype(np.float64).sum())
         count += int(sel.sum())
+        n_items += 1
     if count == 0:
-        raise ValueError("no head pixels in the CT training slices")
-    return total / count, count
+        raise ValueError(f"no head pixels in {source}")
+    return total / count, count, n_items
+
+
+def _stacks(npz_paths):
+    """The arrays of every slice stack that is not a rejection placeholder, one file at a time."""
+    for path in npz_paths:
+        arrays, rejection = read_stack(path)
+        if rejection is None:
+            yield arrays
+
+
+def _ct_head_mean_hu(ct_npz_paths) -> tuple[float, int]:
+    """Baseline (a)'s value: mean HU of the head pixels of CT slice stacks, and their count."""
+    items = ((d["images"], float(d["value_lo"]), float(d["value_hi"])) for d in _stacks(ct_npz_paths))
+    mean_hu, count, _ = head_mean_hu(items, source="the CT training slices")
+    return mean_hu, count
 
 
 def fit_paired(inputs, hu, n_bins: int = 32) -> dict:
@@ -96,46 +111,21 @@ def apply_map(mapping: dict, inputs) -> np.ndarray:
 
 def fit_baselines(src_npz_paths, ct_npz_paths, ground_truth_npz_paths=(), n_bins: int = 32) -> dict:
     """Both baselines from the training data; paired map when ground truth is given for the inputs."""
-    mean_hu, n_ct = head_mean_hu(ct_npz_paths)
-    gt_by_volume = {}
-    for p in ground_truth_npz_paths:
-        d = _load(p)
-        gt_by_volume[str(d["volume"])] = d
-    xs, ys = [], []
-    for p in src_npz_paths:
-        d = _load(p)
-        if "rejected" in d:  # placeholder of a rejected volume (results/qc/rejected.csv)
-            continue
-        vol = str(d["volume"])
-        img = d["images"]
-        if gt_by_volume:
-            if vol not in gt_by_volume:
-                continue
-            gt = gt_by_volume[vol]
-            if not np.array_equal(gt["slice"], d["slice"]):
-                raise ValueError(f"{vol}: ground-truth slices do not match the input's")
-            sel = gt["mask"].astype(bool) & (img > -1.0 + HEAD_EPS)
-            xs.append(img[sel])
-            ys.append(gt["hu"][sel])
-        else:
-            xs.append(img[img > -1.0 + HEAD_EPS])
+    mean_hu, n_ct = _ct_head_mean_hu(ct_npz_paths)
+    gt_by_volume = {str(d["volume"]): d for d in map(load_npz, ground_truth_npz_paths)}
+    if gt_by_volume:
+        xs, ys = _paired_voxels(src_npz_paths, gt_by_volume)
+    else:
+        xs, ys = [head_pixels(d["images"]) for d in _stacks(src_npz_paths)], []
     if not xs or sum(a.size for a in xs) == 0:
         raise ValueError("no training input voxels to fit the intensity map on")
     x = np.concatenate(xs)
     # the unpaired map uses every training input's head voxels, paired or not
-    x_all = (
-        np.concatenate(
-            [d["images"][d["images"] > -1.0 + HEAD_EPS] for d in map(_load, src_npz_paths) if "rejected" not in d]
-        )
-        if gt_by_volume
-        else x
-    )
-    ct = [
-        to_physical(d["images"][d["images"] > -1.0 + HEAD_EPS], float(d["value_lo"]), float(d["value_hi"]))
-        for d in map(_load, ct_npz_paths)
-        if "rejected" not in d
+    x_all = np.concatenate([head_pixels(d["images"]) for d in _stacks(src_npz_paths)]) if gt_by_volume else x
+    ct_hu = [
+        to_physical(head_pixels(d["images"]), float(d["value_lo"]), float(d["value_hi"])) for d in _stacks(ct_npz_paths)
     ]
-    unpaired = fit_quantile(x_all, np.concatenate(ct))
+    unpaired = fit_quantile(x_all, np.concatenate(ct_hu))
     unpaired["n_subjects"] = len(src_npz_paths)
     if gt_by_volume:
         mapping = fit_paired(x, np.concatenate(ys), n_bins)
@@ -150,6 +140,28 @@ def fit_baselines(src_npz_paths, ct_npz_paths, ground_truth_npz_paths=(), n_bins
         mapping["n_subjects"],
         len(mapping["x"]),
     )
+    return _baselines_record(mean_hu, n_ct, mapping, unpaired)
+
+
+def _paired_voxels(src_npz_paths, gt_by_volume: dict) -> tuple[list, list]:
+    """(input values, true HU) of the head voxels of every input stack with a ground truth."""
+    xs, ys = [], []
+    for d in _stacks(src_npz_paths):
+        vol = str(d["volume"])
+        if vol not in gt_by_volume:
+            continue
+        gt = gt_by_volume[vol]
+        if not np.array_equal(gt["slice"], d["slice"]):
+            raise ValueError(f"{vol}: ground-truth slices do not match the input's")
+        img = d["images"]
+        sel = gt["mask"].astype(bool) & (img > -1.0 + HEAD_EPS)
+        xs.append(img[sel])
+        ys.append(gt["hu"][sel])
+    return xs, ys
+
+
+def _baselines_record(mean_hu: float, n_ct: int, mapping: dict, unpaired: dict) -> dict:
+    """``baselines.json``: the fitted values with a line saying what each baseline is."""
     return {
         "mean_ct": {
             "hu": mean_hu,

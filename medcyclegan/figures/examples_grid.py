@@ -15,6 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from medcyclegan.evaluation.metrics import mae
+from medcyclegan.io import atomic as io
+from medcyclegan.preprocessing.intensity import to_physical
+
 log = logging.getLogger("medcyclegan.examples_grid")
 
 MODALITY_LABEL = {"ct": "CT", "mr": "MR", "pet": "PET"}
@@ -118,7 +122,6 @@ def make_grid(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib import gridspec
 
     n = len(inputs)
     if n == 0 or len(generated) != n:
@@ -126,9 +129,28 @@ def make_grid(
     show_gt = ground_truth is not None and any(g is not None for g in ground_truth)
     rows = 3 if show_gt else 2
     src_label = MODALITY_LABEL.get(src, src.upper())
-    vmin, vmax = hu_window
+    fig, gs = _figure_grid(plt, n, rows, dpi)
+    ct_kw = dict(cmap="gray", vmin=hu_window[0], vmax=hu_window[1], interpolation="nearest")
+    src_kw = dict(cmap="gray" if src != "pet" else "magma", vmin=-1, vmax=1, interpolation="nearest")
+    _draw_real_ct(fig, gs, rows, real_ct, ct_kw)
+    row_names = [f"input {src_label}", f"generated CT\n({src_label} → CT)", "true CT\n(paired, not seen\nin training)"]
+    for c in range(n):
+        gt = ground_truth[c] if show_gt else None
+        names = row_names if c == 0 else None
+        src_im, ct_im = _draw_column(fig, gs, c, inputs[c], generated[c], gt, show_gt, src_kw, ct_kw, names)
+    _colour_bars(fig, gs, n, src_im, ct_im, src_label, hu_window)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    io.write_figure(out_png, fig, dpi=dpi)
+    plt.close(fig)
+    return fig
+
+
+def _figure_grid(plt, n: int, rows: int, dpi: int):
+    """The figure and its grid: real CT | gap | n inputs | gap | source colourbar | gap | CT colourbar."""
+    from matplotlib import gridspec
+
     panel = 2.3
-    # columns: real CT | gap | n inputs | gap | source colourbar | gap | CT colourbar
     ratios = [1, 0.15, *([1] * n), 0.12, 0.06, 0.55, 0.06]
     fig_w = panel * (sum(ratios) + 0.5)
     fig_h = panel * rows + 1.3
@@ -145,84 +167,77 @@ def make_grid(
         top=1 - 1.05 / fig_h,
         bottom=0.05 / fig_h,
     )
-    col_src_cb, col_ct_cb = n + 3, n + 5
-    ct_kw = dict(cmap="gray", vmin=vmin, vmax=vmax, interpolation="nearest")
-    src_kw = dict(cmap="gray" if src != "pet" else "magma", vmin=-1, vmax=1, interpolation="nearest")
+    return fig, gs
 
-    def clean(ax):
-        ax.set_xticks([])
-        ax.set_yticks([])
 
-    ct_im = src_im = None
+def _panel(fig, cell):
+    ax = fig.add_subplot(cell)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return ax
+
+
+def _draw_real_ct(fig, gs, rows: int, real_ct: list, ct_kw: dict) -> None:
+    """The left column: one real CT test slice per row (unpaired, to show what CT looks like)."""
     for r in range(rows):
-        ax = fig.add_subplot(gs[r, 0])
-        clean(ax)
+        ax = _panel(fig, gs[r, 0])
         if r < len(real_ct):
             hu, label = real_ct[r]
-            ct_im = ax.imshow(hu, **ct_kw)
+            ax.imshow(hu, **ct_kw)
             ax.set_title(label, fontsize=8)
         else:
             ax.axis("off")
         if r == 0:
             ax.set_ylabel("real CT (test set,\nunpaired reference)", fontsize=9)
-    row_names = [f"input {src_label}", f"generated CT\n({src_label} → CT)", "true CT\n(paired, not seen\nin training)"]
-    for c in range(n):
-        img, label = inputs[c]
-        ax = fig.add_subplot(gs[0, c + 2])
-        clean(ax)
-        src_im = ax.imshow(img, **src_kw)
-        ax.set_title(label, fontsize=8)
-        if c == 0:
-            ax.set_ylabel(row_names[0], fontsize=9)
-        ax = fig.add_subplot(gs[1, c + 2])
-        clean(ax)
-        ct_im = ax.imshow(generated[c], **ct_kw)
-        gt = ground_truth[c] if show_gt else None
+
+
+def _draw_column(fig, gs, c: int, source, generated, gt, show_gt: bool, src_kw: dict, ct_kw: dict, row_names=None):
+    """Column ``c``: the input, the CT generated from it and (``show_gt``) its paired true CT,
+    with ``row_names`` as the row labels if given. Returns the source image and the last CT
+    image drawn (for the colourbars)."""
+    img, label = source
+    ax = _panel(fig, gs[0, c + 2])
+    src_im = ax.imshow(img, **src_kw)
+    ax.set_title(label, fontsize=8)
+    if row_names:
+        ax.set_ylabel(row_names[0], fontsize=9)
+    ax = _panel(fig, gs[1, c + 2])
+    ct_im = ax.imshow(generated, **ct_kw)
+    if gt is not None:
+        ax.set_title(f"generated CT, MAE {mae(gt[0], generated, gt[1]):.0f} HU", fontsize=8)
+    else:
+        ax.set_title("generated CT", fontsize=8)
+    if row_names:
+        ax.set_ylabel(row_names[1], fontsize=9)
+    if show_gt:
+        ax = _panel(fig, gs[2, c + 2])
         if gt is not None:
-            mae = float(np.abs(np.asarray(generated[c], float) - gt[0])[gt[1]].mean()) if gt[1].any() else float("nan")
-            ax.set_title(f"generated CT, MAE {mae:.0f} HU", fontsize=8)
+            ct_im = ax.imshow(gt[0], **ct_kw)
+            ax.contour(gt[1], levels=[0.5], colors="tab:cyan", linewidths=0.5)
+            ax.set_title(gt[2], fontsize=8)
         else:
-            ax.set_title("generated CT", fontsize=8)
-        if c == 0:
-            ax.set_ylabel(row_names[1], fontsize=9)
-        if show_gt:
-            ax = fig.add_subplot(gs[2, c + 2])
-            clean(ax)
-            if gt is not None:
-                ct_im = ax.imshow(gt[0], **ct_kw)
-                ax.contour(gt[1], levels=[0.5], colors="tab:cyan", linewidths=0.5)
-                ax.set_title(gt[2], fontsize=8)
-            else:
-                ax.text(0.5, 0.5, "no paired CT", ha="center", va="center", transform=ax.transAxes, fontsize=8)
-            if c == 0:
-                ax.set_ylabel(row_names[2], fontsize=9)
-    sax = fig.add_subplot(gs[:, col_src_cb])
-    sb = fig.colorbar(src_im, cax=sax)
+            ax.text(0.5, 0.5, "no paired CT", ha="center", va="center", transform=ax.transAxes, fontsize=8)
+        if row_names:
+            ax.set_ylabel(row_names[2], fontsize=9)
+    return src_im, ct_im
+
+
+def _colour_bars(fig, gs, n: int, src_im, ct_im, src_label: str, hu_window) -> None:
+    sb = fig.colorbar(src_im, cax=fig.add_subplot(gs[:, n + 3]))
     sb.set_label(f"{src_label} (normalised, -1 = background)", fontsize=9)
-    cax = fig.add_subplot(gs[:, col_ct_cb])
-    cb = fig.colorbar(ct_im, cax=cax)
-    cb.set_label(f"CT, Hounsfield units (window {vmin:g} to {vmax:g} HU)", fontsize=9)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=dpi)
-    plt.close(fig)
-    return fig
+    cb = fig.colorbar(ct_im, cax=fig.add_subplot(gs[:, n + 5]))
+    cb.set_label(f"CT, Hounsfield units (window {hu_window[0]:g} to {hu_window[1]:g} HU)", fontsize=9)
 
 
 def examples_grid(model_dir, src_test, ct_test, out_png, examples: dict, ground_truth_npz=()) -> dict:
     """Build the figure from the exported model and the test TFRecords; return what was shown."""
-    from medcyclegan.evaluation.slice_eval import to_physical
-    from medcyclegan.training.loop import generator_path, load_generator, load_manifest
+    from medcyclegan.inference.runtime import generator_path, load_generator, load_manifest
 
     manifest = load_manifest(model_dir)
     src = manifest["source_modality"]
     lo_ct, hi_ct = manifest["ct_value_range"]
-    n = int(examples["n_inputs"])
     frac = tuple(examples["slice_range"])
-
-    picks = select_slices(scan_tfrecord(src_test), n, frac)
+    picks = select_slices(scan_tfrecord(src_test), int(examples["n_inputs"]), frac)
     if not picks:
         raise ValueError(f"no test slices in {src_test}")
     recs = read_selected(src_test, picks)
@@ -235,52 +250,58 @@ def examples_grid(model_dir, src_test, ct_test, out_png, examples: dict, ground_
 
     label = MODALITY_LABEL.get(src, src)
     gen = load_generator(generator_path(model_dir, "to_ct"))
-    x = np.stack([recs[p]["image"] for p in picks])[..., None]
-    y = gen(x)[..., 0]
-    generated = [to_physical(y[i], lo_ct, hi_ct) for i in range(len(picks))]
-
-    def name(rec):
-        sub, vol = rec["subject"], rec["volume"]
-        return vol if sub == vol or sub in vol else f"{sub} / {vol}"
-
-    inputs = [(recs[p]["image"], f"input {label}: {name(recs[p])}\nslice {p[1]}") for p in picks]
+    y = gen(np.stack([recs[p]["image"] for p in picks])[..., None])[..., 0]
+    generated = [to_physical(y[i], lo_ct, hi_ct, np.float64) for i in range(len(picks))]
+    inputs = [(recs[p]["image"], f"input {label}: {_name(recs[p])}\nslice {p[1]}") for p in picks]
     real_ct = [
         (
-            to_physical(ct_recs[p]["image"], ct_recs[p]["value_lo"], ct_recs[p]["value_hi"]),
-            f"real CT: {name(ct_recs[p])}\nslice {p[1]}",
+            to_physical(ct_recs[p]["image"], ct_recs[p]["value_lo"], ct_recs[p]["value_hi"], np.float64),
+            f"real CT: {_name(ct_recs[p])}\nslice {p[1]}",
         )
         for p in ct_picks
     ]
-    ground_truth = None
-    if rows == 3:
-        ground_truth = []
-        for v, s in picks:
-            item = None
-            if v in gt_files:
-                with np.load(gt_files[v]) as z:
-                    where = np.nonzero(z["slice"] == s)[0]
-                    if len(where):
-                        k = int(where[0])
-                        item = (z["hu"][k].astype(np.float64), z["mask"][k].astype(bool), f"true CT, slice {s}")
-            ground_truth.append(item)
-    size = f"{manifest['image_size']}×{manifest['image_size']} px"
-    trained_on = f"{size} windows at the stored resolution" if manifest.get("patches") else f"{size} slices"
-    title = (
-        f"{manifest['task']}: {label} → CT generator on held-out test slices "
-        f"(training step {manifest['step']}, trained on {trained_on})\n"
-        f"CT shown in HU, window [{examples['hu_window'][0]:g}, {examples['hu_window'][1]:g}]; "
-        f"left column: real CT test slices of other subjects (unpaired)"
-    )
     make_grid(
         real_ct,
         inputs,
         generated,
         out_png,
         src=src,
-        ground_truth=ground_truth,
+        ground_truth=_true_ct_panels(picks, gt_files) if rows == 3 else None,
         hu_window=tuple(examples["hu_window"]),
-        title=title,
+        title=_title(manifest, label, examples["hu_window"]),
         dpi=int(examples["dpi"]),
     )
     log.info("wrote %s: inputs %s, real CT %s", out_png, picks, ct_picks)
     return {"inputs": picks, "real_ct": ct_picks, "rows": rows}
+
+
+def _name(rec: dict) -> str:
+    """A panel's volume label, with the subject where the volume id does not contain it."""
+    sub, vol = rec["subject"], rec["volume"]
+    return vol if sub == vol or sub in vol else f"{sub} / {vol}"
+
+
+def _true_ct_panels(picks, gt_files: dict) -> list:
+    """Per picked slice, ``(true HU, head mask, label)`` from its volume's ground truth, or None."""
+    panels = []
+    for v, s in picks:
+        item = None
+        if v in gt_files:
+            with np.load(gt_files[v]) as z:
+                where = np.nonzero(z["slice"] == s)[0]
+                if len(where):
+                    k = int(where[0])
+                    item = (z["hu"][k].astype(np.float64), z["mask"][k].astype(bool), f"true CT, slice {s}")
+        panels.append(item)
+    return panels
+
+
+def _title(manifest: dict, label: str, hu_window) -> str:
+    size = f"{manifest['image_size']}×{manifest['image_size']} px"
+    trained_on = f"{size} windows at the stored resolution" if manifest.get("patches") else f"{size} slices"
+    return (
+        f"{manifest['task']}: {label} → CT generator on held-out test slices "
+        f"(training step {manifest['step']}, trained on {trained_on})\n"
+        f"CT shown in HU, window [{hu_window[0]:g}, {hu_window[1]:g}]; "
+        f"left column: real CT test slices of other subjects (unpaired)"
+    )

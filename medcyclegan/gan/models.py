@@ -29,10 +29,10 @@ per-sample-per-channel statistics over height and width) or ``"batch"`` (the ori
 
 from __future__ import annotations
 
-import math
-
 import keras
 from keras import layers
+
+from medcyclegan.config.tasks import check_unet_geometry
 
 NORMS = ("instance", "batch", "none")
 
@@ -60,21 +60,6 @@ def norm_layer(kind: str, name: str | None = None):
 def encoder_filters(depth: int, base_filters: int) -> list[int]:
     """Encoder widths: ``base * 2**i`` capped at ``8 * base`` (64 -> 512 for the original)."""
     return [min(base_filters * 2**i, 8 * base_filters) for i in range(depth)]
-
-
-def check_unet_geometry(image_size: int | None, depth: int) -> None:
-    """Raise ``ValueError`` unless ``image_size`` is divisible by ``2**depth`` (depth <= log2(size)).
-
-    ``image_size=None`` (a network for any size) checks the depth only.
-    """
-    if depth < 1:
-        raise ValueError(f"U-Net depth must be >= 1, got {depth}")
-    if image_size is not None and image_size % (2**depth) != 0:
-        max_depth = int(math.log2(image_size & -image_size))  # largest power of two dividing the size
-        raise ValueError(
-            f"U-Net depth {depth} needs an image size divisible by 2**{depth} = {2**depth}; "
-            f"image size {image_size} allows depth <= {max_depth}"
-        )
 
 
 def unet(

@@ -14,9 +14,8 @@ preprocessing is undone in reverse order:
 4. write with the original file's exact affine (qform and sform, with their codes) and its spatial
    shape, through nibabel, in a fresh header (nothing else of the input's header is copied).
 
-The preprocessing of a new volume (bring-your-own) uses the settings the training data were made
-with, recorded by the workflow in ``results/{task}/preprocessing.json`` next to the exported
-``model/`` folder (or ``model/preprocessing.json`` when copied into it).
+A volume the workflow preprocessed is synthesised by :func:`synthesize_job`; a user's own file goes
+through the same preprocessing first (:mod:`medcyclegan.inference.predict`).
 """
 
 from __future__ import annotations
@@ -29,59 +28,15 @@ import numpy as np
 import SimpleITK as sitk
 
 from medcyclegan.io import atomic as io
-from medcyclegan.preprocessing.geometry import BACKGROUND, anti_alias, to_canonical
+from medcyclegan.io.placeholders import write_rejected_nifti
+from medcyclegan.io.slices import read_stack
+from medcyclegan.preprocessing.geometry import BACKGROUND, anti_alias
 from medcyclegan.preprocessing.intensity import to_physical
 from medcyclegan.preprocessing.slicing import place_window
 
 log = logging.getLogger("medcyclegan.synthesis")
 
-PREPROCESSING_FILE = "preprocessing.json"
 CT_BACKGROUND = BACKGROUND["ct"]
-
-
-# ----------------------------------------------------------------------------- preprocessing record
-
-
-def preprocessing_record(
-    modality: str, *, spacing_mm, mask_cfg: dict, slicing_cfg: dict, intensity_cfg: dict, pet: dict | None = None
-) -> dict:
-    """The settings that turned a raw ``modality`` volume into training slices (JSON-ready)."""
-    if modality not in ("mr", "pet"):
-        raise ValueError(f"synthesis input must be mr or pet, got {modality!r}")
-    record = {
-        "modality": modality,
-        "spacing_mm": [float(v) for v in spacing_mm],
-        "masking": dict(mask_cfg),
-        "slicing": dict(slicing_cfg),
-        "intensity": dict(intensity_cfg),
-    }
-    if modality == "pet":
-        record["pet"] = dict(pet or {})
-    return record
-
-
-def write_preprocessing(model_dir, record: dict) -> Path:
-    path = Path(model_dir) / PREPROCESSING_FILE
-    io.write_json(path, record)
-    return path
-
-
-def load_preprocessing(model_dir, override=None) -> dict:
-    """The model's preprocessing record: ``override`` if given, else ``model_dir/preprocessing.json``,
-    else the workflow's ``results/{task}/preprocessing.json`` next to ``model_dir``."""
-    candidates = (
-        [Path(override)]
-        if override
-        else [Path(model_dir) / PREPROCESSING_FILE, Path(model_dir).parent / PREPROCESSING_FILE]
-    )
-    for path in candidates:
-        if path.is_file():
-            return json.loads(path.read_text())
-    raise FileNotFoundError(
-        f"no preprocessing record ({' or '.join(str(p) for p in candidates)}). The workflow writes "
-        f"results/<task>/preprocessing.json next to the model (keep it with the model folder); otherwise "
-        f"pass --preprocessing with a JSON written by medcyclegan.synthesis.preprocessing_record."
-    )
 
 
 # ----------------------------------------------------------------------------- geometry
@@ -95,7 +50,7 @@ def reference_grid(path) -> sitk.Image:
     """
     import nibabel as nib
 
-    from medcyclegan.ingest.oasis import nifti_affine_lps
+    from medcyclegan.ingest.nifti import nifti_affine_lps
 
     nimg = nib.load(str(path))
     origin, spacing, direction = nifti_affine_lps(path, nimg)
@@ -145,8 +100,7 @@ def write_like(path, image: sitk.Image, original_path, dtype=np.int16) -> None:
     out.header.set_xyzt_units(*orig.header.get_xyzt_units())
     out.header.set_data_dtype(dtype)
     out.header["descrip"] = b"synthetic CT (HU), medcyclegan"
-    with io.atomic_path(path) as tmp:
-        nib.save(out, str(tmp))
+    io.write_nifti(path, out)
 
 
 # ----------------------------------------------------------------------------- synthesis
@@ -244,88 +198,6 @@ def synthesize_preprocessed(
     return info
 
 
-def read_input(path, modality: str, pet: dict | None = None, tracer: str | None = None) -> sitk.Image:
-    """A user's MR or PET NIfTI as a 3D LPS image (a dynamic PET is summed over the tracer's window)."""
-    import nibabel as nib
-
-    from medcyclegan.ingest import oasis
-
-    shape = nib.load(str(path)).shape
-    if modality == "pet" and len(shape) == 4 and shape[3] > 1:
-        from medcyclegan.ingest import pet as pet_ingest
-
-        side = oasis.find_sidecar(path)
-        sidecar = oasis.load_sidecar(side)
-        tracer = tracer or pet_ingest.tracer_of(Path(path).parent.name, sidecar, filename=Path(path).name)
-        pet = pet or {}
-        img, info = pet_ingest.sum_pet(
-            path,
-            sidecar,
-            tracer,
-            pet.get("windows_min"),
-            pet.get("fallback_frames", [-4, None]),
-            pet.get("min_window_coverage", 0.5),
-        )
-        log.info("%s: dynamic PET, %s", path, info["rule"])
-        return img
-    return oasis.read_nifti_3d(path)
-
-
-def predict(
-    model_dir,
-    input_path,
-    output_path,
-    *,
-    preprocessing=None,
-    tracer: str | None = None,
-    batch_size: int = 8,
-    flip_average: bool = True,
-    generator=None,
-) -> dict:
-    """Bring your own volume: preprocess ``input_path`` as training data were, translate, write sCT.
-
-    ``preprocessing``: path of a record to use instead of ``model_dir/preprocessing.json``.
-    ``generator``: an already loaded generator (tests); default: the model's source->CT one.
-    """
-    from medcyclegan.preprocessing.volume import preprocess_volume
-    from medcyclegan.training.loop import generator_path, load_generator, load_manifest
-
-    manifest = load_manifest(model_dir)
-    record = load_preprocessing(model_dir, preprocessing)
-    modality = record["modality"]
-    if modality != manifest["source_modality"]:
-        raise ValueError(f"preprocessing record is for {modality}, the model translates {manifest['source_modality']}")
-    img = read_input(input_path, modality, record.get("pet"), tracer)
-    canonical = to_canonical(img, record["spacing_mm"], default_value=BACKGROUND[modality])
-    name = Path(str(input_path)).name.split(".")[0] or "input"
-    sliced = preprocess_volume(
-        canonical,
-        modality=modality,
-        volume=name,
-        subject=name,
-        mask_cfg=record["masking"],
-        slicing_cfg=record["slicing"],
-        intensity_cfg=record["intensity"],
-    )
-    if len(sliced.slices) == 0:
-        raise ValueError(f"{input_path}: no useful axial slice (no head found with the model's masking settings)")
-    if generator is None:
-        generator = load_generator(generator_path(model_dir, "to_ct"))
-    arrays = {"images": sliced.images, "slice": sliced.slices, "top_left": np.array(sliced.top_left)}
-    info = synthesize_preprocessed(
-        generator,
-        manifest["ct_value_range"],
-        arrays,
-        canonical,
-        sliced.mask,
-        input_path,
-        output_path,
-        batch_size,
-        flip_average,
-    )
-    return {"task": manifest["task"], "model_step": manifest.get("step"), "modality": modality, **info}
-
-
 def original_input(info_json, source) -> Path:
     """The raw file a volume was ingested from: ``ingest.file`` of its info JSON, under ``source``."""
     source = Path(source)
@@ -349,17 +221,15 @@ def synthesize_job(
     flip_average: bool = True,
 ) -> dict:
     """Workflow job: sCT of one preprocessed test volume, on its original file's grid."""
-    from medcyclegan.training.loop import generator_path, load_generator, load_manifest
+    from medcyclegan.inference.runtime import generator_path, load_generator, load_manifest
 
     manifest = load_manifest(model_dir)
-    with np.load(npz_path) as z:
-        if "rejected" in z.files:  # the input was rejected upstream: a placeholder carries the reason
-            from medcyclegan.workflow import rejection as reject
-
-            reject.write_rejected_nifti(out_path, reject.read_rejection(npz_path) or {"reason": "input rejected"})
-            log.warning("%s: input volume rejected upstream, placeholder written", out_path)
-            return {"rejected": True}
-        sliced = {k: z[k] for k in ("images", "slice", "top_left")}
+    arrays, rejection = read_stack(npz_path)
+    if rejection is not None:  # the input was rejected upstream: a placeholder carries the reason
+        write_rejected_nifti(out_path, rejection)
+        log.warning("%s: input volume rejected upstream, placeholder written", out_path)
+        return {"rejected": True}
+    sliced = {k: arrays[k] for k in ("images", "slice", "top_left")}
     canonical = sitk.ReadImage(str(canonical_path), sitk.sitkFloat32)
     head = sitk.GetArrayFromImage(sitk.ReadImage(str(mask_path))) > 0
     original = original_input(info_json, source)

@@ -1,8 +1,16 @@
 """Ingest of one raw study/session into a SimpleITK image in physical (LPS) space.
 
-* :mod:`medcyclegan.ingest.ct`    -- qure.ai CQ500 head CT (DICOM series, series selection)
-* :mod:`medcyclegan.ingest.oasis` -- OASIS-3 session layouts, NIfTI reading, T1w MR
-* :mod:`medcyclegan.ingest.pet`   -- OASIS-3 dynamic PET: frame timing, tracer window, frame sum
+* :mod:`medcyclegan.ingest.ct`          -- qure.ai CQ500 head CT: one study, end to end
+* :mod:`medcyclegan.ingest.ct_series`   -- the series of a CT study and the selection policy
+* :mod:`medcyclegan.ingest.ct_stack`    -- slices of one series stacked into an image (geometry)
+* :mod:`medcyclegan.ingest.dicom_files` -- DICOM files: recognising, reading, decoding to HU
+* :mod:`medcyclegan.ingest.nifti`       -- NIfTI reading with checked geometry
+* :mod:`medcyclegan.ingest.oasis`       -- OASIS-3 session layouts, T1w MR
+* :mod:`medcyclegan.ingest.pet`         -- OASIS-3 dynamic PET: tracer, frame window, frame sum
+* :mod:`medcyclegan.ingest.pet_timing`  -- PET frame timing from the JSON sidecar
+* :mod:`medcyclegan.ingest.synthrad`    -- SynthRAD2023 Task 1 patient folders
+* :mod:`medcyclegan.ingest.discovery`   -- studies and sessions found from folder names only
+* :mod:`medcyclegan.ingest.volume`      -- one raw volume of any modality: its reader and checks
 
 Every reader returns images in SimpleITK's LPS physical convention with the scanner's
 origin/spacing/direction (NOT resampled: the canonical-grid resampling happens later), plus an
@@ -14,9 +22,14 @@ file/folder, the reason and what to do. No function silently produces a wrong vo
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from medcyclegan.errors import BadInput
 
-__all__ = ["IngestError"]
+if TYPE_CHECKING:  # SimpleITK is not imported here: discovery must import fast
+    import SimpleITK as sitk
+
+__all__ = ["IngestError", "geometry_info"]
 
 
 class IngestError(BadInput):
@@ -26,3 +39,13 @@ class IngestError(BadInput):
     A :class:`~medcyclegan.errors.BadInput`: the workflow rejects the volume (a row in
     ``results/qc/rejected.csv``) instead of failing the run.
     """
+
+
+def geometry_info(img: sitk.Image) -> dict[str, Any]:
+    """Size/spacing/origin/direction of an image as JSON-friendly lists (every reader's ``info``)."""
+    return {
+        "size": [int(v) for v in img.GetSize()],
+        "spacing_mm": [round(float(v), 6) for v in img.GetSpacing()],
+        "origin_mm": [round(float(v), 4) for v in img.GetOrigin()],
+        "direction": [round(float(v), 6) for v in img.GetDirection()],
+    }

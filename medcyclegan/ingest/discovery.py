@@ -135,8 +135,3 @@ def subject_of(volume_id: str) -> str:
     """
     m = OASIS_SESSION.match(volume_id)
     return m["subject"] if m else volume_id
-
-
-def tracer_of_session(volume_id: str) -> str | None:
-    m = OASIS_SESSION.match(volume_id)
-    return m["kind"].upper() if m else None

@@ -1,6 +1,7 @@
-"""OASIS-3 sessions: locate the T1w MR / PET NIfTI by file name, read NIfTI into LPS physical space.
+"""OASIS-3 sessions: locate the T1w MR / PET NIfTI (and sidecar) by file name; ingest the T1w MR.
 
-Accepted layouts (DESIGN.md section 2)::
+Accepted layouts (the official download scripts, and the XNAT web client's ``NIFTI/`` +
+``BIDS/`` folders)::
 
     OAS30001_MR_d0129/anat2/sub-OAS30001_ses-d0129_run-01_T1w.nii.gz   (+ .json)     official scripts
     OAS30001_MR_d0129/anat2/NIFTI/sub-OAS30001_ses-d0129_T1w.nii.gz
@@ -15,21 +16,15 @@ Choice among several matching files (documented rule): the lowest ``run-NN`` num
 without ``run-`` counts as run 0, i.e. first), then the lowest ``anatN``/``petN`` folder number,
 then the path name. The other candidates are reported in ``info``.
 
-NIfTI geometry: SimpleITK (ITK's NIfTI reader) turns the qform/sform into LPS origin, spacing and
-direction. :func:`read_nifti_3d` checks the result against nibabel's best affine (sform if set,
-else qform), converted RAS -> LPS; a disagreement (qform and sform that differ, a sheared sform)
-or a file without any orientation (qform_code = sform_code = 0) raises :class:`IngestError`
-rather than guessing.
+The NIfTI itself is read by :func:`medcyclegan.ingest.nifti.read_nifti_3d` (geometry checked).
 """
 
 from __future__ import annotations
 
-import gzip
 import json
 import math
 import os
 import re
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +32,9 @@ import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
 
-from medcyclegan.ingest import IngestError
+from medcyclegan.ingest import IngestError, geometry_info
+from medcyclegan.ingest.discovery import OASIS_SESSION
+from medcyclegan.ingest.nifti import check_nifti_dtype, read_nifti_3d
 
 __all__ = [
     "parse_session_name",
@@ -45,13 +42,11 @@ __all__ = [
     "find_pet",
     "find_sidecar",
     "load_sidecar",
-    "nifti_affine_lps",
-    "check_itk_agrees",
-    "read_nifti_3d",
+    "find_session_image",
+    "session_fields",
     "ingest_mr_session",
 ]
 
-_SESSION_RE = re.compile(r"^(?P<subject>OAS\d+)_(?P<mod>[A-Za-z0-9]+)_d(?P<day>\d+)$")
 _NII_RE = re.compile(r"\.nii(\.gz)?$", re.IGNORECASE)
 _RUN_RE = re.compile(r"_run-(\d+)(?=_)")
 _FOLDER_NUM_RE = re.compile(r"^(?:anat|pet)(\d+)$", re.IGNORECASE)
@@ -86,13 +81,13 @@ def parse_session_name(name: str | os.PathLike) -> dict[str, Any]:
     into the study (an int), never a date. Raises :class:`IngestError` on other names.
     """
     base = Path(str(name).rstrip("/\\")).name
-    m = _SESSION_RE.match(base)
+    m = OASIS_SESSION.match(base)
     if not m:
         raise IngestError(
             f"{name}: not an OASIS-3 session name (expected 'OAS3xxxx_<MR|PIB|AV45|FDG>_dNNNN', "
             f"e.g. 'OAS30001_MR_d0129'). Rename the folder or point the config at the session folders."
         )
-    return {"subject": m["subject"], "modality_or_tracer": m["mod"], "day": int(m["day"])}
+    return {"subject": m["subject"], "modality_or_tracer": m["kind"], "day": int(m["day"][1:])}
 
 
 def _stem(path: Path) -> str:
@@ -141,10 +136,20 @@ def _check_session(session_dir: str | os.PathLike) -> Path:
     return session
 
 
-def _find(session_dir, suffix: str, what: str, example: str) -> tuple[Path, Path | None, list[Path]]:
+#: file-name suffix of each image kind -> (what it is, an example path for error messages)
+_IMAGE_KINDS = {
+    "T1w": ("T1w MR", "anat2/sub-OAS30001_ses-d0129_run-01_T1w.nii.gz"),
+    "pet": ("PET", "pet1/sub-OAS31463_ses-d0364_acq-PIB_pet.nii.gz"),
+}
+
+
+def find_session_image(session_dir: str | os.PathLike, suffix: str) -> tuple[Path, Path | None, list[Path]]:
+    """``(image, its sidecar or None, every candidate in rule order)`` for the files named
+    ``*_<suffix>.nii[.gz]`` (``suffix``: "T1w" or "pet") anywhere in the session folder."""
     session = _check_session(session_dir)
     found = _candidates(session, suffix)
     if not found:
+        what, example = _IMAGE_KINDS[suffix]
         raise IngestError(
             f"{session}: no {what} image found (looked for files named '*_{suffix}.nii[.gz]', e.g. "
             f"'{example}', in any sub-folder). Check the download is complete, or leave the session out."
@@ -157,14 +162,14 @@ def find_t1w(session_dir: str | os.PathLike) -> tuple[Path, Path | None]:
 
     Several T1w files: the lowest ``run-NN`` (none = 0), then lowest ``anatN``, then name.
     """
-    nii, side, _ = _find(session_dir, "T1w", "T1w MR", "anat2/sub-OAS30001_ses-d0129_run-01_T1w.nii.gz")
+    nii, side, _ = find_session_image(session_dir, "T1w")
     return nii, side
 
 
 def find_pet(session_dir: str | os.PathLike) -> tuple[Path, Path | None]:
     """The session's PET NIfTI (``*_pet.nii[.gz]``; CT images ``*_ct.nii.gz`` are ignored) and its
     sidecar (same folder or ``BIDS/``), or None. Several PET files: same rule as :func:`find_t1w`."""
-    nii, side, _ = _find(session_dir, "pet", "PET", "pet1/sub-OAS31463_ses-d0364_acq-PIB_pet.nii.gz")
+    nii, side, _ = find_session_image(session_dir, "pet")
     return nii, side
 
 
@@ -183,201 +188,8 @@ def load_sidecar(path: str | os.PathLike | None) -> dict[str, Any] | None:
 
 
 # --------------------------------------------------------------------------------------------
-# NIfTI geometry
+# info
 # --------------------------------------------------------------------------------------------
-
-_RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
-
-
-def nifti_affine_lps(
-    path: str | os.PathLike, img: nib.Nifti1Image | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(origin, spacing, direction 3x3)`` in LPS from nibabel's best affine of a NIfTI file.
-
-    Raises :class:`IngestError` when the file has no orientation (qform_code = sform_code = 0),
-    or the affine is singular, non-finite or sheared (not representable by an ITK image).
-    """
-    if img is None:
-        try:
-            img = nib.load(str(path))
-        except Exception as exc:  # noqa: BLE001
-            raise IngestError(f"{path}: cannot read NIfTI ({exc}).") from exc
-    hdr = img.header
-    qcode = int(hdr["qform_code"]) if "qform_code" in hdr else 0
-    scode = int(hdr["sform_code"]) if "sform_code" in hdr else 0
-    if qcode == 0 and scode == 0:
-        raise IngestError(
-            f"{path}: NIfTI has no orientation (qform_code = sform_code = 0); the position of the "
-            f"head in space is unknown. Re-convert the DICOM with dcm2niix."
-        )
-    aff = np.asarray(img.affine, dtype=np.float64)
-    lin = _RAS_TO_LPS @ aff[:3, :3]
-    origin = _RAS_TO_LPS @ aff[:3, 3]
-    spacing = np.linalg.norm(lin, axis=0)
-    if not (np.all(np.isfinite(lin)) and np.all(np.isfinite(origin)) and np.all(spacing > 1e-9)):
-        raise IngestError(f"{path}: NIfTI affine is not finite or has a zero voxel size:\n{aff}")
-    if abs(np.linalg.det(lin)) < 1e-6 * float(np.prod(spacing)):
-        raise IngestError(
-            f"{path}: NIfTI affine is not invertible (its axes are linearly dependent), so voxel "
-            f"positions are undefined:\n{aff}\nRe-convert the DICOM with dcm2niix."
-        )
-    direction = lin / spacing
-    gram = direction.T @ direction
-    if not np.allclose(gram, np.eye(3), atol=1e-4):
-        raise IngestError(
-            f"{path}: NIfTI affine is sheared (axes not orthogonal), which an image grid cannot "
-            f"represent without resampling:\n{aff}\nResample it to an orthogonal grid first."
-        )
-    return origin, spacing, direction
-
-
-def _check_sitk_geometry(img: sitk.Image, path: Path) -> None:
-    d = np.array(img.GetDirection(), dtype=np.float64).reshape(img.GetDimension(), -1)
-    sp = np.array(img.GetSpacing(), dtype=np.float64)
-    org = np.array(img.GetOrigin(), dtype=np.float64)
-    if not (np.all(np.isfinite(d)) and np.all(np.isfinite(sp)) and np.all(np.isfinite(org))):
-        raise IngestError(f"{path}: image geometry is not finite (direction/spacing/origin).")
-    if np.any(sp <= 0) or abs(np.linalg.det(d)) < 1e-6:
-        raise IngestError(f"{path}: image direction is not invertible or a spacing is <= 0.")
-
-
-def check_itk_agrees(
-    path: str | os.PathLike,
-    origin: np.ndarray,
-    spacing: np.ndarray,
-    direction: np.ndarray,
-    itk_geometry: tuple | None = None,
-) -> None:
-    """Raise :class:`IngestError` unless ITK's reading of the NIfTI header places the first three
-    axes where nibabel's affine does (``origin``/``spacing``/``direction`` in LPS).
-
-    ``itk_geometry``: ``(origin, spacing, direction)`` of an already read image; else the header
-    is read (no pixel data). A disagreement means the qform and sform differ, or the sform is
-    inconsistent with the voxel sizes: which one is right cannot be decided here.
-    """
-    p = Path(path)
-    if itk_geometry is None:
-        reader = sitk.ImageFileReader()
-        reader.SetFileName(str(p))
-        try:
-            reader.ReadImageInformation()
-        except RuntimeError as exc:
-            raise IngestError(f"{p}: SimpleITK cannot read the NIfTI header ({exc}).") from exc
-        itk_geometry = (reader.GetOrigin(), reader.GetSpacing(), reader.GetDirection())
-    o, sp, d = itk_geometry
-    dim = len(o)
-    o = np.asarray(o, dtype=np.float64)[:3]
-    sp = np.asarray(sp, dtype=np.float64)[:3]
-    d = np.asarray(d, dtype=np.float64).reshape(dim, dim)[:3, :3]
-    d_itk = d * sp
-    d_nib = np.asarray(direction) * np.asarray(spacing)
-    scale = float(np.max(spacing))
-    if not (np.allclose(d_itk, d_nib, atol=1e-3 * scale) and np.allclose(o, origin, atol=1e-2 + 1e-3 * scale)):
-        raise IngestError(
-            f"{p}: the NIfTI qform and sform disagree (or the sform is inconsistent with the voxel "
-            f"sizes): SimpleITK places the image at origin {np.round(o, 3).tolist()} "
-            f"with axes {np.round(d_itk, 4).tolist()}, nibabel at {np.round(origin, 3).tolist()} "
-            f"with axes {np.round(d_nib, 4).tolist()}. Fix the header (e.g. re-convert with dcm2niix)."
-        )
-
-
-def check_nifti_dtype(path: str | os.PathLike, nimg: nib.Nifti1Image) -> str | None:
-    """Refuse voxel types that are not one real number per voxel (RGB, complex, structured);
-    return a note when the type is accepted but unusual (float64, 64-bit integers: cast to
-    float32, logged), else None."""
-    dtype = np.dtype(nimg.get_data_dtype())
-    if dtype.fields is not None or dtype.kind not in "biuf":
-        kind = "RGB/structured" if dtype.fields is not None else ("complex" if dtype.kind == "c" else str(dtype))
-        raise IngestError(
-            f"{path}: NIfTI voxel type {dtype} ({kind}) is not an intensity image (one real value per "
-            f"voxel expected). Re-convert the scan to a scalar image."
-        )
-    if dtype.itemsize > 4 or dtype.kind == "b":
-        return f"voxel type {dtype} cast to float32"
-    return None
-
-
-def check_complete(path: str | os.PathLike, nimg: nib.Nifti1Image) -> None:
-    """Refuse a truncated NIfTI: the (decompressed) file must hold the header's voxel count.
-
-    Needed because ITK reads a truncated ``.nii.gz`` without an error and fills the missing
-    voxels with zeros (a silently wrong volume). A ``.gz`` is streamed, not loaded whole.
-    """
-    p = Path(path)
-    hdr = nimg.header
-    expected = int(hdr.get_data_offset()) + int(np.prod(nimg.shape)) * np.dtype(nimg.get_data_dtype()).itemsize
-    if p.name.lower().endswith(".gz"):
-        got = 0
-        try:
-            with gzip.open(p, "rb") as fh:
-                while chunk := fh.read(1 << 24):
-                    got += len(chunk)
-        except (EOFError, OSError, zlib.error) as exc:
-            raise IngestError(
-                f"{p}: the file is truncated or corrupt ({type(exc).__name__}: {exc}). Re-download or re-convert it."
-            ) from exc
-    else:
-        got = p.stat().st_size
-    if got < expected:
-        raise IngestError(
-            f"{p}: the file is truncated: {got} bytes of the {expected} its header announces. "
-            f"Re-download or re-convert it."
-        )
-
-
-def read_nifti_3d(path: str | os.PathLike) -> sitk.Image:
-    """Read a 3D NIfTI with SimpleITK as float32, in LPS physical space, geometry checked.
-
-    A 4D file with a single volume is accepted (the volume is extracted); a 4D file with several
-    volumes, or fewer than 3 dimensions, raises :class:`IngestError`, as does a geometry that
-    ITK and nibabel read differently (see the module docstring).
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise IngestError(f"{p}: NIfTI file does not exist.")
-    try:
-        nimg = nib.load(str(p))
-    except Exception as exc:  # noqa: BLE001
-        raise IngestError(f"{p}: cannot read NIfTI header ({exc}).") from exc
-    check_nifti_dtype(p, nimg)
-    check_complete(p, nimg)
-    shape = tuple(int(v) for v in nimg.shape)
-    if len(shape) < 3 or (len(shape) > 3 and int(np.prod(shape[3:])) != 1):
-        raise IngestError(
-            f"{p}: image has shape {shape}; a single 3D volume is expected here"
-            + (" (this is a 4D/dynamic file: sum or select its frames first)." if len(shape) > 3 else ".")
-        )
-    origin, spacing, direction = nifti_affine_lps(p, nimg)
-    try:
-        img = sitk.ReadImage(str(p))
-    except RuntimeError as exc:
-        raise IngestError(
-            f"{p}: cannot read the NIfTI voxel data, the file is truncated or corrupt "
-            f"({str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}). Re-download or re-convert it."
-        ) from exc
-    if img.GetNumberOfComponentsPerPixel() != 1:
-        raise IngestError(f"{p}: vector/RGB NIfTI is not supported (one value per voxel expected).")
-    if img.GetDimension() == 4:
-        size = list(img.GetSize())
-        img = sitk.Extract(img, size[:3] + [0], [0, 0, 0, 0])
-    if img.GetDimension() != 3:
-        raise IngestError(f"{p}: SimpleITK read a {img.GetDimension()}D image; 3D expected.")
-    _check_sitk_geometry(img, p)
-    # ITK and nibabel must agree on where every voxel is
-    check_itk_agrees(p, origin, spacing, direction, (img.GetOrigin(), img.GetSpacing(), img.GetDirection()))
-    if img.GetPixelID() != sitk.sitkFloat32:
-        img = sitk.Cast(img, sitk.sitkFloat32)
-    return img
-
-
-def geometry_info(img: sitk.Image) -> dict[str, Any]:
-    """Size/spacing/origin/direction of an image as JSON-friendly lists."""
-    return {
-        "size": [int(v) for v in img.GetSize()],
-        "spacing_mm": [round(float(v), 6) for v in img.GetSpacing()],
-        "origin_mm": [round(float(v), 4) for v in img.GetOrigin()],
-        "direction": [round(float(v), 6) for v in img.GetDirection()],
-    }
 
 
 def _rel(path: Path | None, root: Path) -> str | None:
@@ -387,6 +199,24 @@ def _rel(path: Path | None, root: Path) -> str | None:
         return str(Path(path).relative_to(root))
     except ValueError:
         return str(path)
+
+
+def session_fields(session: Path, nii: Path, side: Path | None, found: list[Path]) -> dict[str, Any]:
+    """The ``info`` entries every OASIS-3 session reader reports: ``session`` (folder name),
+    ``subject`` / ``day`` (None for a name that is not an OASIS-3 session), ``file`` and
+    ``sidecar`` (relative to the session folder) and ``candidates`` (in rule order)."""
+    try:
+        names = parse_session_name(session.name)
+    except IngestError:
+        names = {"subject": None, "day": None}
+    return {
+        "session": session.name,
+        "subject": names["subject"],
+        "day": names["day"],
+        "file": _rel(nii, session),
+        "sidecar": _rel(side, session),
+        "candidates": [_rel(p, session) for p in found],
+    }
 
 
 def _json_value(v: Any) -> Any:
@@ -410,11 +240,7 @@ def ingest_mr_session(session_dir: str | os.PathLike) -> tuple[sitk.Image, dict[
     and ``value_min`` / ``value_max``.
     """
     session = _check_session(session_dir)
-    nii, side, found = _find(session, "T1w", "T1w MR", "anat2/sub-OAS30001_ses-d0129_run-01_T1w.nii.gz")
-    try:
-        names = parse_session_name(session.name)
-    except IngestError:
-        names = {"subject": None, "modality_or_tracer": None, "day": None}
+    nii, side, found = find_session_image(session, "T1w")
     sidecar = load_sidecar(side) or {}
     if str(sidecar.get("Modality", "MR")).upper() not in ("MR", ""):
         raise IngestError(f"{side}: sidecar says Modality '{sidecar.get('Modality')}', not MR, for a T1w file.")
@@ -426,12 +252,7 @@ def ingest_mr_session(session_dir: str | os.PathLike) -> tuple[sitk.Image, dict[
     info: dict[str, Any] = {
         "modality": "MR",
         "sequence": "T1w",
-        "session": session.name,
-        "subject": names["subject"],
-        "day": names["day"],
-        "file": _rel(nii, session),
-        "sidecar": _rel(side, session),
-        "candidates": [_rel(p, session) for p in found],
+        **session_fields(session, nii, side, found),
         "selection_rule": "lowest run-NN (no run = 0), then lowest anatN folder, then name",
         "sidecar_fields": {k: _json_value(sidecar[k]) for k in MR_SIDECAR_KEYS if k in sidecar},
         **geometry_info(img),

@@ -1,14 +1,10 @@
-"""OASIS-3 PET: frame timing, tracer, frame window, summed static image in LPS space.
+"""OASIS-3 PET: tracer, frame window, summed static image in LPS space.
 
 OASIS-3 PET files are raw dynamic 4D NIfTI (``petN/[NIFTI/]sub-..._acq-PIB_pet.nii.gz``). A static
 image is made by summing the frames of the tracer's protocol window (minutes after injection,
 config ``pet.windows_min``: PIB 30-60, AV45 50-70, FDG 30-60):
 
-* frame timing comes from the JSON sidecar, either BIDS ``FrameTimesStart`` + ``FrameDuration``
-  (seconds; ``InjectionStart``, when given, is subtracted so that times are relative to the
-  injection), or the old draft layout ``"FrameTimes": {"Labels": [...], "Units": [...],
-  "Values": [[start, (end), duration], ...]}`` (also accepted nested under ``"Time"``); the
-  Labels pick the columns when present, Units ("s", "m"/"min", "ms") are honoured;
+* frame timing comes from the JSON sidecar (:mod:`~medcyclegan.ingest.pet_timing`);
 * with timing: the frames lying entirely inside the window (1 s tolerance) are used, and they must
   cover at least ``min_window_coverage`` of the window (else :class:`IngestError`);
 * without timing: a frame-index window (``fallback_frames``, a Python slice ``(start, stop)``,
@@ -23,12 +19,11 @@ A 3D PET file (already static) is accepted as is, with ``info["static"] = True``
 Geometry: the 4D file is read with nibabel; its spatial affine (sform if set, else qform),
 converted RAS -> LPS, gives origin/spacing/direction of the 3D result (checked: oriented,
 orthogonal, finite, and equal to SimpleITK's reading of the header's first three axes; see
-:func:`medcyclegan.ingest.oasis.nifti_affine_lps` and ``check_itk_agrees``).
+:func:`medcyclegan.ingest.nifti.nifti_affine_lps` and ``check_itk_agrees``).
 """
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import zlib
@@ -41,184 +36,21 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
-from medcyclegan.ingest import IngestError
-from medcyclegan.ingest.oasis import (
-    _find,
-    _rel,
-    check_complete,
-    check_itk_agrees,
-    check_nifti_dtype,
-    find_pet,
-    geometry_info,
-    load_sidecar,
-    nifti_affine_lps,
-    parse_session_name,
-)
+from medcyclegan.ingest import IngestError, geometry_info
+from medcyclegan.ingest.nifti import check_complete, check_itk_agrees, check_nifti_dtype, nifti_affine_lps
+from medcyclegan.ingest.oasis import find_session_image, load_sidecar, parse_session_name, session_fields
+from medcyclegan.ingest.pet_timing import TOLERANCE_S, frame_timing
 
 __all__ = [
     "DEFAULT_WINDOWS_MIN",
-    "frame_timing",
     "tracer_of",
     "select_frames",
     "sum_pet",
     "ingest_pet_session",
-    "find_pet",
 ]
 
 DEFAULT_WINDOWS_MIN = {"PIB": (30.0, 60.0), "AV45": (50.0, 70.0), "FDG": (30.0, 60.0)}
 DEFAULT_FALLBACK_FRAMES = (-4, None)
-TOLERANCE_S = 1.0
-
-_UNIT_SECONDS = {
-    "s": 1.0,
-    "sec": 1.0,
-    "secs": 1.0,
-    "second": 1.0,
-    "seconds": 1.0,
-    "m": 60.0,
-    "min": 60.0,
-    "mins": 60.0,
-    "minute": 60.0,
-    "minutes": 60.0,
-    "ms": 1e-3,
-    "msec": 1e-3,
-    "millisecond": 1e-3,
-    "milliseconds": 1e-3,
-}
-
-
-# --------------------------------------------------------------------------------------------
-# frame timing
-# --------------------------------------------------------------------------------------------
-
-
-def _num_list(value: Any, what: str) -> np.ndarray:
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise IngestError(f"sidecar {what} is not a list of numbers: {value!r}") from exc
-    if arr.ndim == 0:
-        arr = arr.reshape(1)
-    if arr.ndim != 1 or not np.all(np.isfinite(arr)):
-        raise IngestError(f"sidecar {what} is not a flat list of finite numbers: {value!r}")
-    return arr
-
-
-def _unit_factor(unit: Any, what: str) -> float:
-    key = str(unit).strip().lower()
-    if key not in _UNIT_SECONDS:
-        raise IngestError(f"sidecar {what}: unknown time unit {unit!r} (expected s, min or ms).")
-    return _UNIT_SECONDS[key]
-
-
-def _draft_columns(frame_times: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
-    values = frame_times.get("Values")
-    if values is None:
-        raise IngestError("sidecar FrameTimes has no 'Values'.")
-    try:
-        table = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise IngestError(f"sidecar FrameTimes.Values is not a numeric table: {values!r}") from exc
-    if table.ndim == 1:
-        table = table.reshape(1, -1)
-    if table.ndim != 2 or table.shape[1] not in (2, 3) or not np.all(np.isfinite(table)):
-        raise IngestError(f"sidecar FrameTimes.Values must be rows [start, (end), duration]; got shape {table.shape}.")
-    ncol = table.shape[1]
-    units = frame_times.get("Units")
-    if units is not None:
-        units = [units] * ncol if isinstance(units, str) else list(units)
-        if len(units) != ncol:
-            raise IngestError(f"sidecar FrameTimes.Units has {len(units)} entries for {ncol} columns.")
-        table = table * np.array([_unit_factor(u, "FrameTimes.Units") for u in units])
-    labels = frame_times.get("Labels")
-    col: dict[str, int] = {}
-    if labels is not None:
-        labels = [str(x).lower() for x in (labels if isinstance(labels, (list, tuple)) else [labels])]
-        if len(labels) != ncol:
-            raise IngestError(f"sidecar FrameTimes.Labels {labels} do not match {ncol} columns.")
-        for i, lab in enumerate(labels):
-            if "start" in lab or lab in ("begin", "t0"):
-                col["start"] = i
-            elif "end" in lab or "stop" in lab:
-                col["end"] = i
-            elif "dur" in lab or "length" in lab:
-                col["duration"] = i
-        if "start" not in col or not ({"end", "duration"} & set(col)):
-            raise IngestError(f"sidecar FrameTimes.Labels {labels}: need a start column and an end or duration column.")
-        how = f"FrameTimes (Labels {labels})"
-    else:
-        col = {"start": 0, "end": 1, "duration": 2} if ncol == 3 else {"start": 0, "duration": 1}
-        how = (
-            "FrameTimes (no Labels: rows [start, end, duration])"
-            if ncol == 3
-            else "FrameTimes (no Labels: rows [start, duration])"
-        )
-    start = table[:, col["start"]]
-    end = table[:, col["end"]] if "end" in col else None
-    dur = table[:, col["duration"]] if "duration" in col else None
-    if dur is None:
-        dur = end - start
-    if end is None:
-        end = start + dur
-    if not np.allclose(start + dur, end, atol=TOLERANCE_S):
-        bad = int(np.argmax(np.abs(start + dur - end)))
-        raise IngestError(
-            f"sidecar FrameTimes: frame {bad} has start {start[bad]:g} s + duration {dur[bad]:g} s "
-            f"!= end {end[bad]:g} s; the columns are not [start, end, duration]. Add Labels to the "
-            f"sidecar or remove the timing to use the fallback frames."
-        )
-    return start, dur, end, how
-
-
-def frame_timing(sidecar: Mapping[str, Any] | None) -> pd.DataFrame | None:
-    """Frame times in seconds after injection from a PET sidecar, or None when it has none.
-
-    Returns a DataFrame with one row per frame and columns ``start_s``, ``duration_s``,
-    ``end_s``; ``df.attrs["source"]`` says which layout was read and ``df.attrs["offset_s"]``
-    the InjectionStart that was subtracted. Inconsistent timing (negative durations,
-    overlapping frames, mismatched lists) raises :class:`IngestError`.
-    """
-    if not sidecar:
-        return None
-    offset = 0.0
-    if "FrameTimesStart" in sidecar or "FrameDuration" in sidecar:
-        if "FrameTimesStart" not in sidecar or "FrameDuration" not in sidecar:
-            raise IngestError("sidecar has only one of FrameTimesStart / FrameDuration; both are needed.")
-        start = _num_list(sidecar["FrameTimesStart"], "FrameTimesStart")
-        dur = _num_list(sidecar["FrameDuration"], "FrameDuration")
-        if start.size != dur.size:
-            raise IngestError(f"sidecar FrameTimesStart has {start.size} entries but FrameDuration {dur.size}.")
-        end = start + dur
-        source = "BIDS FrameTimesStart/FrameDuration (s)"
-        inj = sidecar.get("InjectionStart")
-        if isinstance(inj, (int, float)) and not isinstance(inj, bool) and math.isfinite(inj) and inj != 0:
-            offset = float(inj)
-            source += f", minus InjectionStart {offset:g} s"
-    else:
-        ft = sidecar.get("FrameTimes")
-        if ft is None and isinstance(sidecar.get("Time"), Mapping):
-            ft = sidecar["Time"].get("FrameTimes")
-        if ft is None:
-            return None
-        if not isinstance(ft, Mapping):
-            ft = {"Values": ft}
-        start, dur, end, source = _draft_columns(ft)
-    if start.size == 0:
-        return None
-    start, end = start - offset, end - offset
-    if np.any(dur <= 0):
-        raise IngestError(f"sidecar frame timing has non-positive durations: {dur.tolist()}")
-    if np.any(start[1:] < end[:-1] - TOLERANCE_S):
-        k = int(np.argmax(start[1:] < end[:-1] - TOLERANCE_S))
-        raise IngestError(
-            f"sidecar frame timing: frame {k + 1} starts at {start[k + 1]:g} s before frame {k} ends "
-            f"({end[k]:g} s): overlapping frames or wrong units ({source})."
-        )
-    df = pd.DataFrame({"start_s": start, "duration_s": dur, "end_s": end})
-    df.attrs["source"] = source
-    df.attrs["offset_s"] = offset
-    return df
-
 
 # --------------------------------------------------------------------------------------------
 # tracer
@@ -293,40 +125,32 @@ def _fmt_frames(timing: pd.DataFrame, idx: Sequence[int] | None = None, limit: i
     return "[" + ", ".join(parts) + "] min"
 
 
-def select_frames(
-    timing: pd.DataFrame | None,
+def _fallback_frames(n_frames: int, fallback_frames: Sequence[int | None] | None) -> tuple[list[int], str]:
+    """Without frame timing: ``range(n_frames)[slice(*fallback_frames)]``."""
+    fb = list(fallback_frames) if fallback_frames is not None else [None, None]
+    if len(fb) != 2:
+        raise IngestError(f"fallback_frames must be (start, stop), got {fallback_frames!r}.")
+    sl = slice(*(None if v is None else int(v) for v in fb))
+    idx = list(range(n_frames))[sl]
+    if not idx:
+        raise IngestError(
+            f"no frame timing in the sidecar and the fallback frame slice [{fb[0]}:{fb[1]}] "
+            f"selects no frame of {n_frames}. Adjust pet.fallback_frames."
+        )
+    return idx, (
+        f"no frame timing in the sidecar: fallback frame slice [{fb[0]}:{fb[1]}] of {n_frames} "
+        f"frames -> frames {idx} (frame times unknown)"
+    )
+
+
+def _window_frames(
+    timing: pd.DataFrame,
     n_frames: int,
     window_min: Sequence[float] | None,
-    fallback_frames: Sequence[int | None] = DEFAULT_FALLBACK_FRAMES,
-    min_window_coverage: float = 0.5,
-    *,
-    tolerance_s: float = TOLERANCE_S,
+    min_window_coverage: float,
+    tolerance_s: float,
 ) -> tuple[list[int], str]:
-    """Indices of the frames to sum, and a sentence saying which rule chose them.
-
-    With ``timing`` (from :func:`frame_timing`; it must list ``n_frames`` frames): the frames
-    lying entirely inside ``window_min = (start, end)`` minutes, with ``tolerance_s``; their
-    summed duration must be >= ``min_window_coverage`` x the window length, else
-    :class:`IngestError`. Without timing: ``range(n_frames)[slice(*fallback_frames)]``.
-    """
-    n_frames = int(n_frames)
-    if n_frames < 1:
-        raise IngestError(f"PET has {n_frames} frames.")
-    if timing is None:
-        fb = list(fallback_frames) if fallback_frames is not None else [None, None]
-        if len(fb) != 2:
-            raise IngestError(f"fallback_frames must be (start, stop), got {fallback_frames!r}.")
-        sl = slice(*(None if v is None else int(v) for v in fb))
-        idx = list(range(n_frames))[sl]
-        if not idx:
-            raise IngestError(
-                f"no frame timing in the sidecar and the fallback frame slice [{fb[0]}:{fb[1]}] "
-                f"selects no frame of {n_frames}. Adjust pet.fallback_frames."
-            )
-        return idx, (
-            f"no frame timing in the sidecar: fallback frame slice [{fb[0]}:{fb[1]}] of {n_frames} "
-            f"frames -> frames {idx} (frame times unknown)"
-        )
+    """With frame timing: the frames entirely inside the window, which they must cover enough."""
     if len(timing) != n_frames:
         raise IngestError(
             f"the sidecar's frame timing lists {len(timing)} frames but the image has {n_frames}: "
@@ -364,6 +188,30 @@ def select_frames(
         f"(tolerance {tolerance_s:g} s), covering {covered / 60:.2f} of {(w1 - w0) / 60:.2f} min "
         f"({coverage:.0%}): {_fmt_frames(timing, idx)}"
     )
+
+
+def select_frames(
+    timing: pd.DataFrame | None,
+    n_frames: int,
+    window_min: Sequence[float] | None,
+    fallback_frames: Sequence[int | None] = DEFAULT_FALLBACK_FRAMES,
+    min_window_coverage: float = 0.5,
+    *,
+    tolerance_s: float = TOLERANCE_S,
+) -> tuple[list[int], str]:
+    """Indices of the frames to sum, and a sentence saying which rule chose them.
+
+    With ``timing`` (from :func:`frame_timing`; it must list ``n_frames`` frames): the frames
+    lying entirely inside ``window_min = (start, end)`` minutes, with ``tolerance_s``; their
+    summed duration must be >= ``min_window_coverage`` x the window length, else
+    :class:`IngestError`. Without timing: ``range(n_frames)[slice(*fallback_frames)]``.
+    """
+    n_frames = int(n_frames)
+    if n_frames < 1:
+        raise IngestError(f"PET has {n_frames} frames.")
+    if timing is None:
+        return _fallback_frames(n_frames, fallback_frames)
+    return _window_frames(timing, n_frames, window_min, min_window_coverage, tolerance_s)
 
 
 # --------------------------------------------------------------------------------------------
@@ -442,6 +290,24 @@ def _read_voxels(p: Path, read):
         ) from exc
 
 
+def _frames_used(timing: pd.DataFrame | None, idx: list[int]) -> list[dict[str, Any]]:
+    """``{index, start_s, end_s, duration_s}`` of each summed frame (times None without timing)."""
+    if timing is None:
+        return [{"index": i, "start_s": None, "end_s": None, "duration_s": None} for i in idx]
+    frames = []
+    for i in idx:
+        r = timing.iloc[i]
+        frames.append(
+            {
+                "index": i,
+                "start_s": round(float(r.start_s), 3),
+                "end_s": round(float(r.end_s), 3),
+                "duration_s": round(float(r.duration_s), 3),
+            }
+        )
+    return frames
+
+
 def _sum_frames(p, nimg, shape, sidecar, tracer, windows_min, fallback_frames, min_window_coverage):
     """The frame sum of :func:`sum_pet` (voxel data read here) and its ``info``."""
     info: dict[str, Any] = {
@@ -477,20 +343,6 @@ def _sum_frames(p, nimg, shape, sidecar, tracer, windows_min, fallback_frames, m
         data = np.zeros(shape[:3], dtype=np.float64)
         for i in idx:
             data += block[..., i - lo]
-        frames = []
-        for i in idx:
-            if timing is None:
-                frames.append({"index": i, "start_s": None, "end_s": None, "duration_s": None})
-            else:
-                r = timing.iloc[i]
-                frames.append(
-                    {
-                        "index": i,
-                        "start_s": round(float(r.start_s), 3),
-                        "end_s": round(float(r.end_s), 3),
-                        "duration_s": round(float(r.duration_s), 3),
-                    }
-                )
         info.update(
             static=False,
             n_frames_in_file=n,
@@ -502,7 +354,7 @@ def _sum_frames(p, nimg, shape, sidecar, tracer, windows_min, fallback_frames, m
             if timing is None
             else round(float(timing["duration_s"].iloc[idx].sum()) / ((window[1] - window[0]) * 60.0), 4),
             fallback_frames=None if timing is not None else [None if v is None else int(v) for v in fallback_frames],
-            frames_used=frames,
+            frames_used=_frames_used(timing, idx),
         )
     else:
         raise IngestError(f"{p}: PET image has shape {shape}; 3D or 4D (x, y, z, frames) expected.")
@@ -521,24 +373,11 @@ def ingest_pet_session(
     ``day``, ``file`` / ``sidecar`` (relative to the session folder) and ``candidates``.
     """
     session = Path(session_dir)
-    nii, side, found = _find(session, "pet", "PET", "pet1/sub-OAS31463_ses-d0364_acq-PIB_pet.nii.gz")
+    nii, side, found = find_session_image(session, "pet")
     sidecar = load_sidecar(side)
     modality = str((sidecar or {}).get("Modality", "PT") or "PT").upper()
     if modality not in ("PT", "PET"):
         raise IngestError(f"{side}: sidecar says Modality '{modality}', not PT, for a PET file.")
     tracer = tracer_of(session.name, sidecar, filename=nii.name)
     img, info = sum_pet(nii, sidecar, tracer, windows_min, fallback_frames, min_window_coverage)
-    try:
-        names = parse_session_name(session.name)
-    except IngestError:
-        names = {"subject": None, "day": None}
-    return img, {
-        "modality": "PET",
-        "session": session.name,
-        "subject": names["subject"],
-        "day": names["day"],
-        "file": _rel(nii, session),
-        "sidecar": _rel(side, session),
-        "candidates": [_rel(p, session) for p in found],
-        **info,
-    }
+    return img, {"modality": "PET", **session_fields(session, nii, side, found), **info}

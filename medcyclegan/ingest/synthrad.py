@@ -46,7 +46,8 @@ def is_patient_folder(path) -> bool:
 
 def ingest(source, modality: str):
     """(image, info) of a patient's MR or CT, as the other readers return them (LPS, not resampled)."""
-    from medcyclegan.ingest.oasis import geometry_info, read_nifti_3d
+    from medcyclegan.ingest import geometry_info
+    from medcyclegan.ingest.nifti import read_nifti_3d
 
     if modality not in ("mr", "ct"):
         raise ValueError(f"SynthRAD2023 Task 1 holds MR and CT, not {modality}")

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from medcyclegan.io.atomic import atomic_path
+
 FEATURE_NAMES = (
     "image",
     "height",
@@ -93,20 +95,13 @@ def slice_example(image: np.ndarray, meta: Mapping) -> bytes:
 
 
 def write_tfrecord(path: str | os.PathLike, examples: Iterable[bytes]) -> int:
-    """Write serialised examples atomically (temp file + rename); return the count.
-
-    A killed job never leaves a file that looks complete.
-    """
+    """Write serialised examples atomically (:func:`~medcyclegan.io.atomic.atomic_path`); return the count."""
     tf = _tf()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
     n = 0
-    with tf.io.TFRecordWriter(str(tmp)) as writer:
+    with atomic_path(path) as tmp, tf.io.TFRecordWriter(str(tmp)) as writer:
         for record in examples:
             writer.write(record)
             n += 1
-    os.replace(tmp, path)
     return n
 
 
@@ -144,7 +139,8 @@ def tfrecord_files(path: str | os.PathLike | Sequence) -> list[str]:
         return [f for p in path for f in tfrecord_files(p)]
     p = Path(path)
     if p.is_dir():
-        return sorted(str(x) for x in p.glob("*.tfrecord"))
+        # an unfinished shard (atomic_path's ``.partial-*`` temporary) is not part of the data
+        return sorted(str(x) for x in p.glob("*.tfrecord") if not x.name.startswith(".partial-"))
     return [str(p)]
 
 
@@ -164,9 +160,3 @@ def read_dataset(path, *, image_only: bool = False, num_parallel_reads=None):
     if image_only:
         ds = ds.map(lambda e: e["image"], num_parallel_calls=autotune)
     return ds
-
-
-def count_records(path) -> int:
-    """Number of examples in one or more TFRecord files (streams through them)."""
-    tf = _tf()
-    return sum(1 for _ in tf.data.TFRecordDataset(tfrecord_files(path)))

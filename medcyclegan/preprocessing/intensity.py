@@ -33,5 +33,7 @@ def to_unit_range(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return (2.0 * (x - lo) / (hi - lo) - 1.0).astype(np.float32)
 
 
-def to_physical(y: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    return (lo + (np.asarray(y, dtype=np.float32) + 1.0) * 0.5 * (hi - lo)).astype(np.float32)
+def to_physical(y: np.ndarray, lo: float, hi: float, dtype=np.float32) -> np.ndarray:
+    """[-1, 1] -> physical units (HU for CT): ``lo + (y + 1) / 2 * (hi - lo)``, computed in ``dtype``
+    (float32 for images that are stored; evaluation asks for float64 before it sums many pixels)."""
+    return (lo + (np.asarray(y, dtype=dtype) + 1.0) * 0.5 * (hi - lo)).astype(dtype)

@@ -1,19 +1,35 @@
-"""From a canonical volume to normalised 256x256 axial slices: mask, filter, window, scale."""
+"""From a raw image to normalised 256x256 axial slices: canonical grid, then mask, filter, window,
+scale, and the head-volume check. The workflow's jobs and ``medcyclegan predict`` call the same
+functions."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
+from medcyclegan.errors import BadInput
 from medcyclegan.preprocessing import intensity
-from medcyclegan.preprocessing.geometry import BACKGROUND, is_canonical, to_canonical
-from medcyclegan.preprocessing.masking import MaskParams, head_mask
+from medcyclegan.preprocessing.geometry import BACKGROUND, is_canonical, to_canonical, whole_hu
 from medcyclegan.preprocessing.slicing import centred_window, extract_window, slice_table
 
+# masking (scipy.ndimage, scikit-image) is imported where used: the ingest job, which only needs
+# canonical_image, starts faster without it
+
 UNITS = {"ct": "HU", "mr": "a.u.", "pet": "a.u."}
+
+log = logging.getLogger("medcyclegan")
+
+
+def canonical_image(img: sitk.Image, modality: str, spacing_mm) -> sitk.Image:
+    """A raw image on the canonical grid (LPS, ``spacing_mm``); CT in whole HU (int16)."""
+    canonical = to_canonical(img, spacing_mm, default_value=BACKGROUND[modality])
+    if modality == "ct":
+        canonical = whole_hu(canonical)
+    return canonical
 
 
 @dataclass
@@ -64,6 +80,8 @@ def preprocess_volume(
     img: sitk.Image, *, modality: str, volume: str, subject: str, mask_cfg: dict, slicing_cfg: dict, intensity_cfg: dict
 ) -> SliceSet:
     """Mask the head, drop useless slices, cut a head-centred window and scale to [-1, 1]."""
+    from medcyclegan.preprocessing.masking import MaskParams, head_mask
+
     if not is_canonical(img):
         raise ValueError(f"{volume}: volume is not on the canonical grid; resample with geometry.to_canonical first")
     arr = sitk.GetArrayFromImage(img).astype(np.float32)
@@ -111,6 +129,49 @@ def preprocess_volume(
     )
 
 
+def check_head_volume(mask: np.ndarray, spacing, *, modality: str, min_ml: float, where) -> None:
+    """Raise :class:`~medcyclegan.errors.BadInput` when the head mask is empty or smaller than
+    ``reject.min_head_volume_ml`` (``min_ml``): no head, or masking settings that do not fit."""
+    head_ml = float(mask.sum() * np.prod(spacing) / 1000.0)
+    if head_ml < max(min_ml, 1e-9):
+        raise BadInput(
+            f"the automatic head mask holds {head_ml:.0f} ml (less than reject.min_head_volume_ml = {min_ml:g} ml): "
+            f"{'empty' if head_ml == 0 else 'implausibly small for a head'} (no head in the image, wrong "
+            f"intensities, or masking.{modality} settings that do not fit this scan). Check "
+            f"results/qc/{modality}_preview.png and the volume, adjust masking.{modality} or leave the volume out.",
+            file=f"{where}",
+        )
+
+
+def preprocess_plausible(
+    img: sitk.Image,
+    *,
+    modality: str,
+    volume: str,
+    subject: str,
+    mask_cfg: dict,
+    slicing_cfg: dict,
+    intensity_cfg: dict,
+    reject_cfg: dict | None = None,
+    where,
+) -> SliceSet:
+    """:func:`preprocess_volume` then :func:`check_head_volume` (``where`` names the input in the
+    rejection); raises :class:`~medcyclegan.errors.BadInput` for a volume to reject."""
+    result = preprocess_volume(
+        img,
+        modality=modality,
+        volume=volume,
+        subject=subject,
+        mask_cfg=mask_cfg,
+        slicing_cfg=slicing_cfg,
+        intensity_cfg=intensity_cfg,
+    )
+    log.info("%s %s: mask %s", modality, volume, result.mask_info)
+    min_ml = float((reject_cfg or {}).get("min_head_volume_ml", 0.0))
+    check_head_volume(result.mask, img.GetSpacing(), modality=modality, min_ml=min_ml, where=where)
+    return result
+
+
 def mask_image(mask: np.ndarray, like: sitk.Image) -> sitk.Image:
     out = sitk.GetImageFromArray(mask.astype(np.uint8))
     out.CopyInformation(like)
@@ -127,6 +188,8 @@ def ground_truth_slices(
     mask is the head mask of the true CT itself (as SynthRAD's body mask), not the input's:
     a PET mask can miss the scalp.
     """
+    from medcyclegan.preprocessing.masking import MaskParams, head_mask
+
     on_grid = to_canonical(gt_ct, default_value=BACKGROUND["ct"], reference=canonical_input)
     hu = sitk.GetArrayFromImage(on_grid).astype(np.float32)
     sx, sy, sz = on_grid.GetSpacing()

@@ -2,6 +2,8 @@
 
 Used by workflow tests that point ``data.*_dir`` at them. Geometry is real (LPS DICOM, non-RAS
 NIfTI affines); anatomy is a sphere of soft tissue inside a shell of bone, plus a headrest.
+:func:`write_dicom_slice` writes any one CT slice; ``write_test_*`` write the tiny slices, series
+and study of the CT ingest unit tests.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import nibabel as nib
 import numpy as np
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+AXIAL_IOP = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 
 
 def ball_head_hu(lps, radius=70.0):
@@ -38,6 +42,122 @@ def new_ct_slice(series_uid: str, description: str) -> FileDataset:
     return ds
 
 
+def write_dicom_slice(
+    path: Path,
+    stored: np.ndarray,
+    *,
+    series_uid: str,
+    description: str = "CT PLAIN",
+    ipp=(0.0, 0.0, 0.0),
+    iop=AXIAL_IOP,
+    pixel_spacing=(1.0, 1.0),
+    thickness: float = 1.0,
+    rescale: tuple[float, float] | None = (1.0, -1024.0),
+    instance: int = 1,
+    pixel_representation: int | None = None,
+    compress: str | None = None,
+    **tags,
+) -> None:
+    """One CT slice file whose stored pixel values are ``stored`` (rows x cols, 16 bits; signed
+    when its dtype is). ``rescale``: (RescaleSlope, RescaleIntercept), None: no rescale tags.
+    ``pixel_representation`` overrides the one the dtype implies (to mislabel the data);
+    ``compress``: a transfer syntax UID; ``tags``: further DICOM keywords and values."""
+    stored = np.asarray(stored)
+    signed = stored.dtype.kind == "i"
+    ds = new_ct_slice(series_uid, description)
+    ds.ImageOrientationPatient = [float(v) for v in iop]
+    ds.ImagePositionPatient = [float(v) for v in ipp]
+    ds.PixelSpacing = [float(v) for v in pixel_spacing]
+    ds.SliceThickness = thickness
+    ds.Rows, ds.Columns = stored.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
+    ds.PixelRepresentation = (1 if signed else 0) if pixel_representation is None else pixel_representation
+    if rescale is not None:
+        ds.RescaleSlope, ds.RescaleIntercept = rescale
+    ds.InstanceNumber = instance
+    for keyword, value in tags.items():
+        setattr(ds, keyword, value)
+    arr = stored.astype(np.int16 if signed else np.uint16)
+    ds.PixelData = arr.tobytes()
+    if compress is not None:
+        ds.compress(compress, arr)
+    ds.save_as(path, enforce_file_format=True)
+
+
+#: identifying values written into every header by :func:`write_test_slice` (must never reach
+#: an ``info``)
+TEST_PHI = {"PatientName": "Doe^John", "PatientID": "SECRET-ID-123", "StudyDate": "19990101"}
+TEST_SERIES_UID = "1.2.3.4"
+
+
+def write_test_slice(
+    path: Path,
+    stored: np.ndarray,
+    *,
+    slope=1.0,
+    intercept=-1024.0,
+    description="PLAIN THIN",
+    kernel="STANDARD",
+    series_uid=TEST_SERIES_UID,
+    contrast_agent=None,
+    pixel_spacing=(0.5, 0.6),
+    thickness=0.625,
+    **slice_kw,
+) -> None:
+    """A small CT slice for unit tests: the headers of a CQ500 slice (kernel, ImageType, the
+    :data:`TEST_PHI` markers); ``slice_kw``: :func:`write_dicom_slice` options (``ipp``, ``iop``,
+    ``instance``, ``compress``)."""
+    tags = {"StudyInstanceUID": "1.2.3", **TEST_PHI, "ConvolutionKernel": kernel}
+    tags["ImageType"] = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    if contrast_agent is not None:
+        tags["ContrastBolusAgent"] = contrast_agent
+    write_dicom_slice(
+        path,
+        stored,
+        series_uid=series_uid,
+        description=description,
+        pixel_spacing=pixel_spacing,
+        thickness=thickness,
+        rescale=(slope, intercept),
+        **slice_kw,
+        **tags,
+    )
+
+
+def write_test_series(
+    folder: Path, n: int, *, shape=(8, 10), dz=0.625, z0=-40.0, names=None, instances=None, values=None, **kw
+) -> list[np.ndarray]:
+    """``n`` axial :func:`write_test_slice` slices; slice k (ascending z) holds stored values
+    ``values[k]`` (default: all ``1024 + k``). Returns the stored arrays."""
+    folder.mkdir(parents=True, exist_ok=True)
+    names = names or [f"CT{k:06d}.dcm" for k in range(n)]
+    instances = instances or list(range(1, n + 1))
+    out = []
+    for k in range(n):
+        v = values[k] if values is not None else np.full(shape, 1024 + k, dtype=np.int16)
+        write_test_slice(folder / names[k], v, ipp=(-10.0, -20.0, z0 + k * dz), instance=instances[k], **kw)
+        out.append(v)
+    return out
+
+
+def write_test_study(root: Path) -> Path:
+    """A tiny CQ500-like study ``root/CQ500-CT-7`` with the nested 'CQ500CT7 CQ500CT7' folder
+    (spaces): thin plain (twice), bone, 5 mm, post-contrast and an extension-less 3 mm series,
+    and a stray text file."""
+    study = root / "CQ500-CT-7"
+    base = study / "CQ500CT7 CQ500CT7" / "Unknown Study"
+    write_test_series(base / "CT PLAIN THIN", 12, description="PLAIN THIN")
+    write_test_series(base / "CT PLAIN THIN-2", 12, description="PLAIN THIN")
+    write_test_series(base / "CT BONE", 12, description="BONE", kernel="BONE")
+    write_test_series(base / "CT 5mm", 3, dz=5.0, thickness=5.0, description="5mm")
+    write_test_series(base / "CT POST CONTRAST", 14, description="POST CONTRAST")
+    names = [f"IM{k}" for k in range(12)]
+    write_test_series(base / "CT Plain 3mm", 12, dz=3.0, thickness=3.0, description="Plain 3mm", names=names)
+    (base / "CT PLAIN THIN" / "notes.txt").write_text("not dicom")
+    return study
+
+
 def write_ct_series(
     folder: Path, *, description="CT PLAIN THIN", spacing=2.0, thickness=2.0, n=70, size=100, seed=0, hu_fn=None
 ):
@@ -55,19 +175,16 @@ def write_ct_series(
         lps = np.stack(
             [origin[0] + cols * spacing, origin[1] + rows * spacing, np.full(cols.shape, origin[2] + k * thickness)], -1
         )
-        hu = hu_fn(lps)
-        ds = new_ct_slice(uid, description)
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.ImagePositionPatient = [float(origin[0]), float(origin[1]), float(origin[2] + k * thickness)]
-        ds.PixelSpacing = [spacing, spacing]
-        ds.SliceThickness = thickness
-        ds.Rows = ds.Columns = size
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-        ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
-        ds.InstanceNumber = int(file_index + 1)
-        ds.PixelData = np.clip(hu + 1024, 0, None).astype(np.uint16).tobytes()
-        ds.save_as(folder / f"CT{file_index:06d}.dcm", enforce_file_format=True)
+        write_dicom_slice(
+            folder / f"CT{file_index:06d}.dcm",
+            np.clip(hu_fn(lps) + 1024, 0, None).astype(np.uint16),
+            series_uid=uid,
+            description=description,
+            ipp=(origin[0], origin[1], origin[2] + k * thickness),
+            pixel_spacing=(spacing, spacing),
+            thickness=thickness,
+            instance=int(file_index + 1),
+        )
 
 
 def cq500_study_folder(ct_root: Path, n: int, *, zipped_folder: bool) -> Path:

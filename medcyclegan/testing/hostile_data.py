@@ -13,9 +13,9 @@ from pydicom.uid import generate_uid
 
 from medcyclegan.testing.fake_trees import (
     ball_head_hu,
-    new_ct_slice,
     ras_affine,
     sample_grid,
+    write_dicom_slice,
     write_oasis_mr,
     write_oasis_pet,
 )
@@ -91,29 +91,23 @@ def write_ct(
     for k in range(n):
         ipp = origin + np.array([0.0, k * tilt_y_per_slice, k * thickness])
         lps = np.stack([ipp[0] + cols * spacing, ipp[1] + rows * spacing, np.full(cols.shape, ipp[2])], -1)
-        hu = hu_fn(lps)
-        stored = np.round((hu - intercept) / slope)
-        ds = new_ct_slice(uid, description)
-        ds.ConvolutionKernel = kernel
-        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.ImagePositionPatient = [float(v) for v in ipp]
-        ds.PixelSpacing = [spacing, spacing]
-        ds.SliceThickness = thickness
-        ds.Rows = ds.Columns = size
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
-        ds.PixelRepresentation = 1 if signed and not mislabel_unsigned else 0
-        if rescale is not None:
-            ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
-        ds.InstanceNumber = k + 1
-        for key, value in (extra_tags or {}).items():
-            setattr(ds, key, value)
-        arr = stored.astype(np.int16) if signed else np.clip(stored, 0, None).astype(np.uint16)
-        ds.PixelData = arr.tobytes()
-        if transfer_syntax is not None:
-            ds.compress(transfer_syntax, arr)
-        ds.save_as(folder / f"{prefix}{first_index + k:06d}.dcm", enforce_file_format=True)
+        stored = np.round((hu_fn(lps) - intercept) / slope)
+        write_dicom_slice(
+            folder / f"{prefix}{first_index + k:06d}.dcm",
+            stored.astype(np.int16) if signed else np.clip(stored, 0, None).astype(np.uint16),
+            series_uid=uid,
+            description=description,
+            ipp=ipp,
+            pixel_spacing=(spacing, spacing),
+            thickness=thickness,
+            rescale=None if rescale is None else (slope, intercept),
+            instance=k + 1,
+            pixel_representation=0 if mislabel_unsigned else None,
+            compress=transfer_syntax,
+            ConvolutionKernel=kernel,
+            ImageType=["ORIGINAL", "PRIMARY", "AXIAL"],
+            **(extra_tags or {}),
+        )
     return folder
 
 

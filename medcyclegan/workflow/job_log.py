@@ -1,4 +1,7 @@
-"""Job logging: each Snakemake job writes its own log file; failures end up there with the reason."""
+"""Job logging: each Snakemake job writes its own log file; failures end up there with the reason.
+
+:func:`snakemake_job` is all a script in ``workflow_scripts/`` needs around its one package call.
+"""
 
 from __future__ import annotations
 
@@ -29,3 +32,20 @@ def job_logging(log_path: str | None, name: str = "medcyclegan"):
         for h in handlers:
             root.removeHandler(h)
             h.close()
+
+
+@contextlib.contextmanager
+def snakemake_job(smk, *, tensorflow: bool = False, itk: bool = False):
+    """Run a Snakemake script's body with the job's log file (:func:`job_logging` on ``log[0]``)
+    and the rule's ``threads`` given to TensorFlow (``tensorflow``) and SimpleITK (``itk``), so a
+    job uses the cores Snakemake reserved for it and no more. Yields ``smk``."""
+    with job_logging(smk.log[0]):
+        if tensorflow:
+            from medcyclegan.inference.runtime import configure_tensorflow
+
+            configure_tensorflow(smk.threads)
+        if itk:
+            import SimpleITK as sitk
+
+            sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(smk.threads)
+        yield smk

@@ -1,7 +1,10 @@
 """Job-level functions behind each Snakemake rule.
 
 Each takes plain paths and config values (what the rule passes through ``params``) so it is
-testable without Snakemake. The scripts in ``workflow_scripts/`` only unpack arguments.
+testable without Snakemake. The scripts in ``workflow_scripts/`` only unpack arguments. The work
+itself is in the stage packages (``ingest.volume``, ``preprocessing.volume``, which
+``medcyclegan predict`` calls too); a job adds what only a job needs: rejection placeholders for
+bad input, logging, writing its outputs.
 """
 
 from __future__ import annotations
@@ -14,13 +17,15 @@ import SimpleITK as sitk
 
 from medcyclegan.errors import BadInput
 from medcyclegan.ingest.discovery import is_pseudonym, subject_of
+from medcyclegan.ingest.volume import read_plausible_volume
 from medcyclegan.io import atomic as io
-from medcyclegan.io import tfrecords
-from medcyclegan.preprocessing.geometry import BACKGROUND, to_canonical, whole_hu
+from medcyclegan.io import placeholders, tfrecords
+from medcyclegan.io.slices import read_stack
 from medcyclegan.preprocessing.split import assign_split
+from medcyclegan.preprocessing.volume import canonical_image, ground_truth_slices, mask_image, preprocess_plausible
 from medcyclegan.workflow import rejection as reject
 
-# qc (matplotlib) and preprocess (scikit-image) are imported where used: ingest, split and
+# qc (matplotlib) and masking (scikit-image) are imported where used: ingest, split and
 # reject-table jobs start faster without them
 
 log = logging.getLogger("medcyclegan")
@@ -50,42 +55,22 @@ def ingest(
     """Read one raw study/session, bring it to the canonical grid, write NIfTI + info JSON.
 
     Known-bad input (:class:`~medcyclegan.errors.BadInput`) does not fail the job: the outputs
-    become rejection placeholders carrying the reason (see :mod:`medcyclegan.reject`). Any other
-    exception is a bug and propagates.
+    become rejection placeholders carrying the reason (see :mod:`medcyclegan.workflow.rejection`).
+    Any other exception is a bug and propagates.
     """
     hide = is_pseudonym(volume)
     try:
-        img, info = _read_volume(modality, source, ct_series, pet)
-        fixes = check_plausible(modality, img, info, reject_cfg or {}, where=str(source))
+        img, info = read_plausible_volume(modality, source, ct_series=ct_series, pet=pet, reject_cfg=reject_cfg)
     except BadInput as exc:
         row = reject.row_from_error(
             exc, modality=modality, volume=volume, rule="ingest", source=source, hide_source=hide
         )
-        reject.log_rejection(row)
-        reject.write_rejected_nifti(out_volume, row)
-        io.write_json(
-            out_info,
-            {
-                "volume": volume,
-                "subject": subject_of(volume),
-                "modality": modality,
-                "status": "rejected",
-                "rejection": row,
-            },
-        )
+        _write_rejected_volume(row, modality, volume, out_volume, out_info)
         return
-    info["fixes"] = list(info.get("fixes", [])) + fixes
     if hide:
         info = reject.scrub_obj(info, source, volume, True)
-    log.info("%s %s: native grid %s", modality, volume, _geometry(img))
-    for key, value in info.items():
-        if key != "fixes":
-            log.info("%s %s: %s = %s", modality, volume, key, value)
-    for fix in info["fixes"]:
-        log.warning("%s %s: FIXED (documented rule): %s", modality, volume, fix)
-    canonical = to_canonical(img, spacing_mm, default_value=BACKGROUND[modality])
-    if modality == "ct":
-        canonical = whole_hu(canonical)
+    _log_ingested(modality, volume, img, info)
+    canonical = canonical_image(img, modality, spacing_mm)
     log.info("%s %s: canonical grid %s", modality, volume, _geometry(canonical))
     io.write_image(out_volume, canonical)
     io.write_json(
@@ -102,63 +87,34 @@ def ingest(
     )
 
 
-def _read_volume(modality, source, ct_series, pet):
-    from medcyclegan.ingest import ct as ct_ingest
-    from medcyclegan.ingest import oasis
-    from medcyclegan.ingest import pet as pet_ingest
-    from medcyclegan.ingest.synthrad import ingest as synthrad_ingest
-    from medcyclegan.ingest.synthrad import is_patient_folder
-
-    if modality in ("ct", "mr") and is_patient_folder(source):  # SynthRAD2023 Task1 (data.synthrad_dir)
-        return synthrad_ingest(source, modality)
-    if modality == "ct":
-        return ct_ingest.ingest_ct_study(source, ct_series)
-    if modality == "mr":
-        return oasis.ingest_mr_session(source)
-    if modality == "pet":
-        return pet_ingest.ingest_pet_session(
-            source,
-            windows_min=pet["windows_min"],
-            fallback_frames=pet["fallback_frames"],
-            min_window_coverage=pet["min_window_coverage"],
-        )
-    raise ValueError(f"unknown modality {modality!r}")
+def _write_rejected_volume(row: dict, modality: str, volume: str, out_volume: str, out_info: str) -> None:
+    reject.log_rejection(row)
+    placeholders.write_rejected_nifti(out_volume, row)
+    io.write_json(
+        out_info,
+        {"volume": volume, "subject": subject_of(volume), "modality": modality, "status": "rejected", "rejection": row},
+    )
 
 
-def check_plausible(modality: str, img: sitk.Image, info: dict, cfg: dict, *, where: str) -> list[str]:
-    """Checks every modality passes before anything is written; returns notes of documented fixes.
+def _log_ingested(modality: str, volume: str, img: sitk.Image, info: dict) -> None:
+    log.info("%s %s: native grid %s", modality, volume, _geometry(img))
+    for key, value in info.items():
+        if key != "fixes":
+            log.info("%s %s: %s = %s", modality, volume, key, value)
+    for fix in info["fixes"]:
+        log.warning("%s %s: FIXED (documented rule): %s", modality, volume, fix)
 
-    A volume whose field of view is smaller than ``reject.min_extent_mm`` along an axis cannot
-    hold a head; a constant volume (e.g. all zero) holds no image; CT values must be Hounsfield
-    units (:func:`medcyclegan.ingest.ct.check_hu_plausible`).
-    """
-    from medcyclegan.ingest.ct import check_hu_plausible
 
-    extent = np.array(img.GetSize(), dtype=float) * np.array(img.GetSpacing(), dtype=float)
-    min_extent = float(cfg.get("min_extent_mm", 0.0))
-    if np.any(extent < min_extent):
-        raise BadInput(
-            f"{where}: the image covers only {' x '.join(f'{e:.0f}' for e in extent)} mm, less than "
-            f"reject.min_extent_mm = {min_extent:g} mm along an axis: far too small to contain a head. "
-            f"Check that the right file was exported, or lower reject.min_extent_mm."
-        )
-    arr = sitk.GetArrayViewFromImage(img)
-    lo, hi = float(arr.min()), float(arr.max())
-    if lo == hi:
-        raise BadInput(
-            f"{where}: every voxel of the image is {lo:g}: there is no image in it (empty export or "
-            f"failed conversion). Re-export or re-convert the scan, or leave it out."
-        )
-    notes = []
-    if modality == "ct":
-        series = str(info.get("series_folder", ""))
-        check_hu_plausible(img, f"{where}/{series}" if series else where, info)
-        if any("absent" in r for r in info.get("rescale", [])):
-            notes.append(
-                "RescaleSlope/RescaleIntercept absent: stored values used as HU (they show air at "
-                "about -1000 HU, so they already are HU)"
-            )
-    return notes
+SLICE_TABLE_COLUMNS = [
+    "volume",
+    "subject",
+    "modality",
+    "slice",
+    "head_area_mm2",
+    "depth_below_vertex_mm",
+    "kept",
+    "reason",
+]
 
 
 def preprocess(
@@ -176,57 +132,41 @@ def preprocess(
 ) -> None:
     """Mask, slice and scale one canonical volume; rejection placeholders pass their row on, and
     a head mask that is empty or smaller than ``reject.min_head_volume_ml`` rejects the volume."""
-    from medcyclegan.preprocessing.volume import mask_image, preprocess_volume
-
-    row = reject.read_rejection(volume_path)
+    row = placeholders.read_rejection(volume_path)
     if row is None:
         img = sitk.ReadImage(str(volume_path), sitk.sitkFloat32)
-        result = preprocess_volume(
-            img,
-            modality=modality,
-            volume=volume,
-            subject=subject_of(volume),
-            mask_cfg=mask_cfg,
-            slicing_cfg=slicing_cfg,
-            intensity_cfg=intensity_cfg,
-        )
-        log.info("%s %s: mask %s", modality, volume, result.mask_info)
-        head_ml = float(result.mask.sum() * np.prod(img.GetSpacing()) / 1000.0)
-        min_ml = float((reject_cfg or {}).get("min_head_volume_ml", 0.0))
-        if head_ml < max(min_ml, 1e-9):
-            exc = BadInput(
-                f"the automatic head mask holds {head_ml:.0f} ml (less than reject.min_head_volume_ml = {min_ml:g} ml): "
-                f"{'empty' if head_ml == 0 else 'implausibly small for a head'} (no head in the image, wrong "
-                f"intensities, or masking.{modality} settings that do not fit this scan). Check "
-                f"results/qc/{modality}_preview.png and the volume, adjust masking.{modality} or leave the volume out.",
-                file=f"{volume_path}",
+        try:
+            result = preprocess_plausible(
+                img,
+                modality=modality,
+                volume=volume,
+                subject=subject_of(volume),
+                mask_cfg=mask_cfg,
+                slicing_cfg=slicing_cfg,
+                intensity_cfg=intensity_cfg,
+                reject_cfg=reject_cfg,
+                where=volume_path,
             )
+        except BadInput as exc:
             row = reject.row_from_error(exc, modality=modality, volume=volume, rule="preprocess_volume", source=None)
     if row is not None:
-        reject.log_rejection(row)
-        size = int(slicing_cfg["size"])
-        io.write_npz(out_npz, **reject.rejected_npz_arrays(row, subject=subject_of(volume), size=size))
-        io.write_csv(
-            out_table,
-            pd.DataFrame(
-                columns=[
-                    "volume",
-                    "subject",
-                    "modality",
-                    "slice",
-                    "head_area_mm2",
-                    "depth_below_vertex_mm",
-                    "kept",
-                    "reason",
-                ]
-            ),
-        )
-        reject.write_rejected_nifti(out_mask, row)
+        _write_rejected_slices(row, volume, out_npz, out_table, out_mask, size=int(slicing_cfg["size"]))
         return
+    _write_slices(result, img, out_npz, out_table, out_mask)
+
+
+def _write_rejected_slices(row: dict, volume: str, out_npz: str, out_table: str, out_mask: str, *, size: int) -> None:
+    reject.log_rejection(row)
+    io.write_npz(out_npz, **placeholders.rejected_npz_arrays(row, subject=subject_of(volume), size=size))
+    io.write_csv(out_table, pd.DataFrame(columns=SLICE_TABLE_COLUMNS))
+    placeholders.write_rejected_nifti(out_mask, row)
+
+
+def _write_slices(result, img: sitk.Image, out_npz: str, out_table: str, out_mask: str) -> None:
     log.info(
         "%s %s: kept %d of %d slices, window top-left %s, intensity [%g, %g]",
-        modality,
-        volume,
+        result.modality,
+        result.volume,
         len(result.slices),
         len(result.table),
         result.top_left,
@@ -234,7 +174,7 @@ def preprocess(
         result.value_hi,
     )
     if len(result.slices) == 0:
-        log.warning("%s %s: no useful slice kept; see %s for the reasons", modality, volume, out_table)
+        log.warning("%s %s: no useful slice kept; see %s for the reasons", result.modality, result.volume, out_table)
     io.write_image(out_mask, mask_image(result.mask, img))
     io.write_csv(out_table, result.table)
     io.write_npz(out_npz, **result.npz_arrays())
@@ -251,9 +191,8 @@ def rejected_table(
 
 
 def ground_truth(gt_path: str, volume_path: str, npz_path: str, out_npz: str, *, ct_mask_cfg: dict) -> None:
-    with np.load(npz_path) as f:
-        sliced = {key: f[key] for key in f.files}
-    if "rejected" in sliced:  # a rejected input volume has no slice to score
+    sliced, rejection = read_stack(npz_path)
+    if rejection is not None:  # a rejected input volume has no slice to score
         log.warning("%s: input volume rejected (%s); no ground-truth slice", out_npz, sliced.get("reject_reason"))
         io.write_npz(
             out_npz,
@@ -264,8 +203,6 @@ def ground_truth(gt_path: str, volume_path: str, npz_path: str, out_npz: str, *,
             rejected=np.array(True),
         )
         return
-    from medcyclegan.preprocessing.volume import ground_truth_slices
-
     canonical = sitk.ReadImage(str(volume_path), sitk.sitkFloat32)
     gt = sitk.ReadImage(str(gt_path), sitk.sitkFloat32)
     size = int(sliced["images"].shape[-1])
@@ -287,12 +224,9 @@ def split(volumes: list[str], out_csv: str, *, seed: int, test_fraction: float) 
 
 def _examples(npz_paths):
     for path in npz_paths:
-        with np.load(path) as npz:
-            data = {key: npz[key] for key in npz.files}  # NpzFile decompresses on every access
-        if "rejected" in data:  # placeholder of a rejected volume (see results/qc/rejected.csv)
-            log.warning(
-                "%s: volume rejected in rule %s, no slice written", str(data["volume"]), str(data["reject_rule"])
-            )
+        data, rejection = read_stack(path)
+        if rejection is not None:  # placeholder of a rejected volume (see results/qc/rejected.csv)
+            log.warning("%s: volume rejected in rule %s, no slice written", str(data["volume"]), rejection["rule"])
             continue
         for i in range(data["images"].shape[0]):
             yield tfrecords.slice_example(
@@ -334,13 +268,12 @@ def qc_table(table_paths: list[str], split_csv: str, out_csv: str) -> None:
 def qc_preview(
     modality: str, volume_paths: list[str], mask_paths: list[str], npz_paths: list[str], out_png: str, *, n_slices: int
 ) -> None:
-    from medcyclegan.preprocessing import qc
+    from medcyclegan.figures.qc_preview import preview_figure
 
     items = []
     for vol, msk, npz in zip(volume_paths, mask_paths, npz_paths):
-        with np.load(npz) as f:
-            data = {key: f[key] for key in f.files}
-        if "rejected" in data:  # placeholder of a rejected volume: nothing to show
+        data, rejection = read_stack(npz)
+        if rejection is not None:  # placeholder of a rejected volume: nothing to show
             log.info("%s: rejected, not in the preview", str(data["volume"]))
             continue
         items.append(
@@ -352,6 +285,4 @@ def qc_preview(
                 "slice": data["slice"],
             }
         )
-    fig = qc.preview_figure(modality, items, n_slices)
-    with io.atomic_path(out_png) as tmp:
-        fig.savefig(tmp, dpi=80, format="png")
+    io.write_figure(out_png, preview_figure(modality, items, n_slices), dpi=80)

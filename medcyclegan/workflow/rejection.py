@@ -2,13 +2,12 @@
 ``results/qc/rejected.csv`` instead of a failed job, so a run over thousands of studies completes
 for every other volume without ``--keep-going``.
 
-How it works (one job per volume, as before):
+How it works (one job per volume):
 
 * code that recognises bad input raises :class:`BadInput` (``IngestError`` is one) with a message
   naming the file, what is wrong and, where possible, what to do;
 * the per-volume job catches ONLY :class:`BadInput` and writes valid *placeholder* outputs that
-  carry the rejection row (a 1-voxel NIfTI marked ``REJECTED`` with the row as a NIfTI comment
-  extension; an ``.npz`` with zero slices and ``rejected=True``); any other exception is a bug and
+  carry the rejection row (:mod:`medcyclegan.io.placeholders`); any other exception is a bug and
   still fails the job loudly;
 * downstream per-volume jobs pass the row on; aggregations skip placeholders (a rejected ``.npz``
   holds no slice, so it adds nothing to a TFRecord), and :func:`write_table` collects the rows.
@@ -28,14 +27,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from medcyclegan.errors import BadInput
+from medcyclegan.io import atomic as io
+from medcyclegan.io.placeholders import COLUMNS, read_rejection
 
 log = logging.getLogger("medcyclegan")
 
-COLUMNS = ["modality", "volume", "rule", "file", "reason", "action"]
-NIFTI_MARK = b"medcyclegan REJECTED placeholder"
 GENERIC_ACTION = (
     "fix or remove the file named here and rerun (only this volume reruns), or leave the volume "
     "out; the rest of the run is complete without it"
@@ -142,66 +139,6 @@ def log_rejection(row: dict[str, str]) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# placeholders
-# --------------------------------------------------------------------------------------------
-
-
-def write_rejected_nifti(path: str | os.PathLike, row: dict[str, str]) -> None:
-    """A valid 1-voxel NIfTI marked as a rejection placeholder, carrying ``row`` (atomic write)."""
-    import nibabel as nib
-
-    from medcyclegan.io import atomic as io
-
-    img = nib.Nifti1Image(np.zeros((1, 1, 1), dtype=np.uint8), np.eye(4))
-    img.header["descrip"] = NIFTI_MARK
-    img.header.extensions.append(nib.nifti1.Nifti1Extension(6, json.dumps(row).encode()))  # 6 = comment
-    with io.atomic_path(path) as tmp:
-        nib.save(img, str(tmp))
-
-
-def read_rejection(path: str | os.PathLike) -> dict[str, str] | None:
-    """The rejection row carried by a placeholder (``.nii[.gz]``, ``.npz`` or info ``.json``), else None.
-
-    Reads headers only (a NIfTI's data and an npz's images are never loaded).
-    """
-    p = Path(path)
-    name = p.name.lower()
-    if name.endswith((".nii", ".nii.gz")):
-        import nibabel as nib
-
-        hdr = nib.load(str(p)).header
-        if bytes(hdr["descrip"].tobytes()).rstrip(b"\0") != NIFTI_MARK:
-            return None
-        for ext in hdr.extensions:
-            if ext.get_code() == 6:
-                return json.loads(ext.get_content().decode())
-        return {c: "" for c in COLUMNS}
-    if name.endswith(".npz"):
-        with np.load(p) as f:
-            if "rejected" not in f.files or not bool(f["rejected"]):
-                return None
-            return {c: str(f[f"reject_{c}"]) if f"reject_{c}" in f.files else "" for c in COLUMNS}
-    if name.endswith(".json"):
-        data = json.loads(p.read_text())
-        return data.get("rejection") if data.get("status") == "rejected" else None
-    raise ValueError(f"{p}: no rejection marker defined for this file type")
-
-
-def rejected_npz_arrays(row: dict[str, str], *, subject: str, size: int) -> dict[str, Any]:
-    """Arrays of a slice-stack placeholder: no slice (so TFRecords skip it), plus the row."""
-    return {
-        "images": np.zeros((0, size, size), dtype=np.float32),
-        "slice": np.zeros(0, dtype=np.int64),
-        "z_mm": np.zeros(0, dtype=np.float64),
-        "volume": np.array(row["volume"]),
-        "subject": np.array(subject),
-        "modality": np.array(row["modality"]),
-        "rejected": np.array(True),
-        **{f"reject_{c}": np.array(str(row[c])) for c in COLUMNS},
-    }
-
-
-# --------------------------------------------------------------------------------------------
 # table
 # --------------------------------------------------------------------------------------------
 
@@ -216,8 +153,6 @@ def collect(paths: Iterable[str | os.PathLike]):
 
 def write_table(paths: Iterable[str | os.PathLike], out_csv: str | os.PathLike) -> int:
     """Write ``rejected.csv`` (header only when nothing was rejected); return the row count."""
-    from medcyclegan.io import atomic as io
-
     paths = list(paths)
     table = collect(paths)
     io.write_csv(out_csv, table)
@@ -249,8 +184,6 @@ def collect_fixes(info_paths: Iterable[str | os.PathLike]):
 
 def write_fixes(info_paths: Iterable[str | os.PathLike], out_csv: str | os.PathLike) -> int:
     """Write ``fixes.csv`` (what was repaired by a documented rule, per volume); return the row count."""
-    from medcyclegan.io import atomic as io
-
     table = collect_fixes(info_paths)
     io.write_csv(out_csv, table)
     if len(table):

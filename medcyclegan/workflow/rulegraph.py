@@ -16,6 +16,8 @@ from pathlib import Path
 
 import yaml
 
+from medcyclegan.io import atomic as io
+
 log = logging.getLogger(__name__)
 
 
@@ -46,12 +48,11 @@ def dot_to_svg(dot_text: str) -> str:
 
 def write_rulegraph(snakefile, config: dict | None, target: str, svg, mermaid=None, workdir=".") -> None:
     dot_text = rulegraph_text(snakefile, config, target, "dot", workdir)
-    Path(svg).parent.mkdir(parents=True, exist_ok=True)
-    Path(svg).write_text(dot_to_svg(dot_text))
+    io.write_text(svg, dot_to_svg(dot_text))
     nodes, edges = parse_dot(dot_text)
     log.info("rule graph of %r: %d rules, %d edges -> %s", target, len(nodes), len(edges), svg)
     if mermaid is not None:
-        Path(mermaid).write_text(rulegraph_text(snakefile, config, target, "mermaid-js", workdir))
+        io.write_text(mermaid, rulegraph_text(snakefile, config, target, "mermaid-js", workdir))
         log.info("mermaid flowchart -> %s", mermaid)
 
 

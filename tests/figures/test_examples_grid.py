@@ -69,15 +69,16 @@ def test_grid_layout_and_png_size(tmp_path, with_gt):
 def test_examples_grid_from_exported_model(tmp_path):
     """End to end on tiny TFRecords with an (untrained) exported model and one ground-truth file."""
     import matplotlib.image as mpimg
-    from test_training import write_domain  # tiny phantom TFRecords (tests/ is on sys.path)
 
+    from medcyclegan.config.tasks import task_config
     from medcyclegan.gan import models
-    from medcyclegan.training import loop as training
+    from medcyclegan.inference.export import export_models
+    from medcyclegan.testing.phantoms import write_domain
 
     mr_test = write_domain(tmp_path / "mr_test.tfrecord", "mr", n_volumes=2, n_slices=5)
     ct_test = write_domain(tmp_path / "ct_test.tfrecord", "ct", n_volumes=2, n_slices=5)
     g = models.casnet(32, n_unets=1, depth=3, base_filters=4, norm="instance")
-    manifest = training.export_models(g, g, tmp_path / "model", "mr2ct", 32, 7, (-1024, 3000))
+    manifest = export_models(g, g, tmp_path / "model", "mr2ct", 32, 7, (-1024, 3000))
     assert json.loads((tmp_path / "model" / "manifest.json").read_text()) == manifest
     np.savez(
         tmp_path / "mrV0.npz",
@@ -85,7 +86,7 @@ def test_examples_grid_from_exported_model(tmp_path):
         mask=np.ones((5, 32, 32), bool),
         slice=np.arange(10, 15),
     )
-    cfg = training.task_config({}, "mr2ct")["examples"]
+    cfg = task_config({}, "mr2ct")["examples"]
     out = tmp_path / "mr2ct" / "examples.png"
     shown = examples_grid.examples_grid(
         tmp_path / "model", mr_test, ct_test, out, {**cfg, "dpi": 50}, [tmp_path / "mrV0.npz"]

@@ -15,12 +15,12 @@ ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def exported_model(tmp_path_factory):
-    """A tiny real SavedModel exported the way training exports, plus the preprocessing record."""
+    """A tiny real SavedModel exported the way training exports, with the preprocessing record."""
     import keras
 
+    from medcyclegan.config.settings import modality_settings
     from medcyclegan.config.validation import validate_config
-    from medcyclegan.inference.synthesis import preprocessing_record, write_preprocessing
-    from medcyclegan.training.loop import export_models
+    from medcyclegan.inference.export import export_models
 
     keras.utils.set_random_seed(0)
     model_dir = tmp_path_factory.mktemp("model") / "model"
@@ -29,17 +29,16 @@ def exported_model(tmp_path_factory):
         inp = keras.Input((64, 64, 1))
         return keras.Model(inp, keras.layers.Conv2D(1, 3, padding="same", activation="tanh")(inp))
 
-    export_models(tiny(), tiny(), model_dir, "mr2ct", image_size=64, step=0, ct_value_range=(-1024.0, 3000.0))
     cfg = validate_config(yaml.safe_load((ROOT / "config.yaml").read_text()))
-    write_preprocessing(
+    export_models(
+        tiny(),
+        tiny(),
         model_dir,
-        preprocessing_record(
-            "mr",
-            spacing_mm=cfg["geometry"]["spacing_mm"],
-            mask_cfg=cfg["masking"]["mr"],
-            slicing_cfg=cfg["slicing"],
-            intensity_cfg={"mr_percentiles": cfg["intensity"]["mr_percentiles"]},
-        ),
+        "mr2ct",
+        image_size=64,
+        step=0,
+        ct_value_range=(-1024.0, 3000.0),
+        preprocessing=modality_settings(cfg, "mr"),
     )
     return model_dir
 

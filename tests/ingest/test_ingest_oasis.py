@@ -11,13 +11,8 @@ import pytest
 import SimpleITK as sitk
 
 from medcyclegan.ingest import IngestError
-from medcyclegan.ingest.oasis import (
-    find_pet,
-    find_t1w,
-    ingest_mr_session,
-    parse_session_name,
-    read_nifti_3d,
-)
+from medcyclegan.ingest.nifti import read_nifti_3d
+from medcyclegan.ingest.oasis import find_pet, find_t1w, ingest_mr_session, parse_session_name
 
 
 def touch_nifti(path: Path, shape=(4, 5, 6), affine=None, data=None) -> Path:

@@ -11,13 +11,8 @@ import pytest
 import SimpleITK as sitk
 
 from medcyclegan.ingest import IngestError
-from medcyclegan.ingest.pet import (
-    frame_timing,
-    ingest_pet_session,
-    select_frames,
-    sum_pet,
-    tracer_of,
-)
+from medcyclegan.ingest.pet import ingest_pet_session, select_frames, sum_pet, tracer_of
+from medcyclegan.ingest.pet_timing import frame_timing
 
 WINDOWS = {"PIB": [30, 60], "AV45": [50, 70], "FDG": [30, 60]}
 

@@ -7,9 +7,9 @@ import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
 
-from medcyclegan.ingest import ct as ct_ingest
-from medcyclegan.ingest import oasis
 from medcyclegan.ingest import pet as pet_ingest
+from medcyclegan.ingest.ct import read_ct_series
+from medcyclegan.ingest.nifti import read_nifti_3d
 from medcyclegan.preprocessing.geometry import to_canonical
 from medcyclegan.testing.fake_trees import ras_affine, sample_grid, write_ct_series
 
@@ -43,7 +43,7 @@ def test_marker_same_place_in_ct_mr_pet(tmp_path):
     write_ct_series(
         series, n=80, size=96, hu_fn=lambda lps: np.where(phantom_value(lps) > 0, phantom_value(lps), -1000.0)
     )
-    ct_world, ct_marker, ct_head = marker_canonical_position(ct_ingest.read_ct_series(series))
+    ct_world, ct_marker, ct_head = marker_canonical_position(read_ct_series(series))
 
     # MR: sagittal, array axes (A->P, S->I, R->L): not RAS-ordered
     mr_axes = [[0, 1, 0], [0, 0, -1], [1, 0, 0]]
@@ -54,7 +54,7 @@ def test_marker_same_place_in_ct_mr_pet(tmp_path):
     mr_path = tmp_path / "mr_T1w.nii.gz"
     nib.save(nib.Nifti1Image(mr_data, ras_affine(mr_axes, mr_spacing, mr_origin)), mr_path)
     assert nib.aff2axcodes(nib.load(mr_path).affine) != ("R", "A", "S")
-    mr_world, mr_marker, mr_head = marker_canonical_position(oasis.read_nifti_3d(mr_path))
+    mr_world, mr_marker, mr_head = marker_canonical_position(read_nifti_3d(mr_path))
 
     # PET: 4D, LAS-ordered axial, 2 mm voxels, 3 frames with timing; 30-60 min window = last 2
     pet_axes = [[-1, 0, 0], [0, -1, 0], [0, 0, 1]]

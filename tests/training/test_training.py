@@ -1,4 +1,4 @@
-"""Training pieces on tiny 32x32 images: pool, LR schedule, losses, config, steps, resume, export, eval."""
+"""Training pieces on tiny 32x32 images: config, input, steps, checkpoints, resume, metrics, export."""
 
 import json
 import logging
@@ -13,16 +13,20 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
+from medcyclegan.config.tasks import TASKS, TaskConfigs, default_config, task_config, training_only  # noqa: E402
 from medcyclegan.evaluation import slice_eval  # noqa: E402
-from medcyclegan.gan import image_pool, losses, schedules  # noqa: E402
-from medcyclegan.io.tfrecords import slice_example, write_tfrecord  # noqa: E402
-from medcyclegan.training import loop as training  # noqa: E402
-
-SIZE = 32
+from medcyclegan.gan import losses, schedules  # noqa: E402
+from medcyclegan.inference.export import export_models  # noqa: E402
+from medcyclegan.inference.runtime import load_generator, load_manifest  # noqa: E402
+from medcyclegan.testing.phantoms import SIZE, phantom, write_domain  # noqa: E402
+from medcyclegan.training.checkpoints import prepare_checkpoint_dir, run_fingerprint  # noqa: E402
+from medcyclegan.training.data import make_dataset, unpaired_dataset  # noqa: E402
+from medcyclegan.training.loop import run_training  # noqa: E402
+from medcyclegan.training.trainer import CycleGANTrainer  # noqa: E402
 
 
 def tiny_config(**over):
-    cfg = training.task_config(
+    cfg = task_config(
         {
             "image_size": SIZE,
             "n_unets": 1,
@@ -45,43 +49,6 @@ def tiny_config(**over):
     return cfg
 
 
-def phantom(modality, k, size=SIZE):
-    """A head-like disc: CT has a bright rim (skull), MR a dark rim; background -1."""
-    yy, xx = np.mgrid[:size, :size]
-    r = np.hypot(yy - size / 2 + 0.5, xx - size / 2 + 0.5) / (size / 2)
-    r = r * (1.0 + 0.05 * (k % 3))
-    img = np.full((size, size), -1.0, np.float32)
-    if modality == "ct":
-        img[r < 0.8] = -0.45  # ~ +0 HU on [-1024, 3000]
-        img[(r >= 0.65) & (r < 0.8)] = 0.0  # ~ 1000 HU skull
-    else:
-        img[r < 0.8] = 0.4
-        img[(r >= 0.65) & (r < 0.8)] = -0.8
-    return img
-
-
-def write_domain(path, modality, n_volumes=2, n_slices=4, size=SIZE):
-    lo, hi = (-1024.0, 3000.0) if modality == "ct" else (0.0, 1000.0)
-    recs = []
-    for v in range(n_volumes):
-        for s in range(n_slices):
-            meta = dict(
-                subject=f"{modality}S{v}",
-                volume=f"{modality}V{v}",
-                slice=10 + s,
-                modality=modality,
-                spacing=[1, 1, 1],
-                z_mm=float(s),
-                crop_offset=[0, 0],
-                value_lo=lo,
-                value_hi=hi,
-                unit="HU" if modality == "ct" else "a.u.",
-            )
-            recs.append(slice_example(phantom(modality, v * n_slices + s, size), meta))
-    write_tfrecord(path, recs)
-    return path
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     d = tmp_path_factory.mktemp("tfr")
@@ -93,158 +60,42 @@ def data(tmp_path_factory):
     }
 
 
-# ----------------------------------------------------------------------------- image pool
-
-
-def test_image_pool_fills_then_swaps_with_p_half():
-    pool = image_pool.ImagePool(50, (2, 2, 1), seed=3)
-    imgs = [np.full((1, 2, 2, 1), float(i), np.float32) for i in range(1000)]
-    for i in range(50):  # filling: the new image comes back and is stored
-        out = pool.query(imgs[i]).numpy()
-        assert out[0, 0, 0, 0] == i
-        assert int(pool.count.numpy()) == i + 1
-    np.testing.assert_array_equal(pool.stored.numpy()[:, 0, 0, 0], np.arange(50))
-    old = 0
-    for i in range(50, 1000):
-        before = set(pool.stored.numpy()[:, 0, 0, 0].tolist())
-        out = float(pool.query(imgs[i]).numpy()[0, 0, 0, 0])
-        after = pool.stored.numpy()[:, 0, 0, 0].tolist()
-        assert int(pool.count.numpy()) == 50
-        if out == i:  # new image returned, pool unchanged
-            assert set(after) == before
-        else:  # an older image returned and replaced by the new one
-            old += 1
-            assert out in before and out < i
-            assert i in after and out not in after
-    assert 0.44 < old / 950 < 0.56
-    # seeded: the same seed gives the same choices
-    a = image_pool.ImagePool(5, (1,), seed=9)
-    b = image_pool.ImagePool(5, (1,), seed=9)
-    xs = [np.array([[float(i)]], np.float32) for i in range(40)]
-    assert [float(a.query(x)[0, 0]) for x in xs] == [float(b.query(x)[0, 0]) for x in xs]
-
-
-def test_image_pool_batch_and_disabled():
-    pool = image_pool.ImagePool(3, (1,), seed=0)
-    out = pool.query(np.array([[1.0], [2.0]], np.float32)).numpy()
-    np.testing.assert_array_equal(out[:, 0], [1, 2])
-    assert int(pool.count.numpy()) == 2
-    off = image_pool.ImagePool(0, (1,))
-    x = np.array([[5.0]], np.float32)
-    assert off.query(x) is x
-
-
-# ----------------------------------------------------------------------------- LR schedule
-
-
-def test_lr_schedule_constant_then_linear_to_zero():
-    s = schedules.ConstantThenLinearDecay(2e-4, constant_steps=100, decay_steps=50)
-    lr = lambda k: float(s(k))  # noqa: E731
-    approx = lambda v: pytest.approx(v, rel=1e-5)  # noqa: E731 (float32)
-    assert lr(0) == approx(2e-4) and lr(99) == approx(2e-4) and lr(100) == approx(2e-4)
-    assert lr(101) == approx(2e-4 * 49 / 50)
-    assert lr(125) == approx(1e-4)
-    assert lr(149) == approx(2e-4 / 50)
-    assert lr(150) == 0.0 and lr(1000) == 0.0
-    assert float(schedules.ConstantThenLinearDecay(1e-3, 10, 0)(10**6)) == pytest.approx(1e-3)
-    cfg = {"steps": 10, "lr_decay_steps": 4, "learning_rate": 1.0}
-    s2 = schedules.from_config(cfg)
-    assert [round(float(s2(k)), 6) for k in range(12)] == [1, 1, 1, 1, 1, 1, 1, 0.75, 0.5, 0.25, 0, 0]
-    # serialisable, and driven by the optimizer's iteration counter
-    again = schedules.ConstantThenLinearDecay.from_config(s.get_config())
-    assert float(again(125)) == pytest.approx(1e-4)
-    import keras
-
-    opt = keras.optimizers.Adam(learning_rate=s2)
-    v = keras.Variable(1.0)
-    opt.build([v])
-    opt.iterations.assign(8)
-    assert float(opt.learning_rate) == pytest.approx(0.5)
-
-
-# ----------------------------------------------------------------------------- losses
-
-
-def test_losses():
-    ones, zeros = tf.ones([1, 4, 4, 1]), tf.zeros([1, 4, 4, 1])
-    assert float(losses.discriminator_loss(ones, zeros, "lsgan")) == 0.0
-    assert float(losses.discriminator_loss(zeros, ones, "lsgan")) == pytest.approx(1.0)
-    assert float(losses.generator_adversarial_loss(ones, "lsgan")) == 0.0
-    assert float(losses.generator_adversarial_loss(zeros, "bce")) == pytest.approx(np.log(2))
-    big = 20 * ones
-    assert float(losses.discriminator_loss(big, -big, "bce")) < 1e-6
-    assert float(losses.l1(ones, zeros)) == 1.0
-    assert float(losses.perceptual_loss([ones, zeros], [zeros, zeros])) == pytest.approx(0.5)
-    with pytest.raises(ValueError):
-        losses.discriminator_loss(ones, zeros, "wgan")
-    # shape consistency: head masks of input and translation (background exactly -1)
-    head = -tf.ones([1, 4, 4, 1]) + tf.pad(tf.ones([1, 2, 2, 1]) * 1.5, [[0, 0], [1, 1], [1, 1], [0, 0]])
-    assert float(losses.outline_loss(head, head * 0.5 - 0.5)) == 0.0  # same outline, other values
-    assert float(losses.outline_loss(head, -tf.ones_like(head))) == pytest.approx(4 / 16)  # head erased
-
-
-def test_mind_structure_loss_sees_edges_not_contrast():
-    # a head-like square with a dark ring (T1 bone) and its "CT" with the ring bright
-    mr = np.full((1, 32, 32, 1), -1.0, np.float32)
-    mr[0, 6:26, 6:26] = 0.4
-    mr[0, 10:22, 10:22] = -0.8
-    mr[0, 12:20, 12:20] = 0.2
-    ct = np.where(mr == -0.8, 0.0, np.where(mr > -1, -0.45, -1.0)).astype(np.float32)
-    d = losses.mind_descriptor(mr).numpy()
-    assert d.shape == (1, 32, 32, 4) and d.min() > 0 and np.allclose(d.max(axis=-1), 1.0)
-    assert np.allclose(d[0, 0, 0], 1.0) and np.allclose(d[0, 16, 16], 1.0)  # flat regions: no direction
-    # invariant to inverting and rescaling the contrast of the same edges
-    assert float(losses.structure_loss(mr, -mr)) == pytest.approx(0.0, abs=1e-6)
-    assert float(losses.structure_loss(mr, ct)) < 0.02
-    # but not to moving them: a ring 2 px off costs much more
-    moved = np.roll(ct, 2, axis=2)
-    assert float(losses.structure_loss(mr, moved)) > 5 * float(losses.structure_loss(mr, ct))
-
-
 def test_vgg_missing_file_names_key_and_path(tmp_path):
     missing = tmp_path / "nope" / "vgg19_notop.h5"
     with pytest.raises(FileNotFoundError) as e:
         losses.VGGLoss(str(missing), 32)
     assert "training.vgg_weights" in str(e.value) and str(missing) in str(e.value)
     with pytest.raises(FileNotFoundError, match="training.vgg_weights"):
-        training.CycleGANTrainer(tiny_config(vgg_weights=str(missing)))
-
-
-@pytest.mark.slow
-def test_vgg_loss_from_local_weights_file(tmp_path):
-    import keras
-
-    path = tmp_path / "vgg19_notop.weights.h5"
-    keras.applications.VGG19(include_top=False, weights=None, input_shape=(32, 32, 3)).save_weights(path)
-    vgg = losses.VGGLoss(str(path), 32)
-    x = tf.random.uniform([1, 32, 32, 1], -1, 1, seed=1)
-    c, s = vgg(x, x)
-    assert float(c) == 0.0 and float(s) == 0.0
-    c, s = vgg(x, -x)
-    assert float(c) > 0 and float(s) > 0
+        CycleGANTrainer(tiny_config(vgg_weights=str(missing)))
 
 
 # ----------------------------------------------------------------------------- config
 
 
 def test_task_config_defaults_overrides_and_errors():
-    base = training.task_config({}, "mr2ct")
-    assert base == {**training.default_config()}
+    base = task_config({}, "mr2ct")
+    assert base == {**default_config()}
     assert base["pool_size"] == 50 and base["lambda_cycle"] == 10 and base["learning_rate"] == 2e-4
     cfg = {"steps": 100, "lr_decay_steps": 50, "tasks": {"pet2ct": {"steps": 60, "examples": {"n_inputs": 2}}}}
-    mr, pet = training.task_config(cfg, "mr2ct"), training.task_config(cfg, "pet2ct")
+    mr, pet = task_config(cfg, "mr2ct"), task_config(cfg, "pet2ct")
     assert mr["steps"] == 100 and pet["steps"] == 60
     assert mr["examples"]["n_inputs"] == 4 and pet["examples"]["n_inputs"] == 2
     assert pet["examples"]["hu_window"] == mr["examples"]["hu_window"]
-    assert "tasks" not in mr and "examples" not in training.training_only(mr)
+    assert "tasks" not in mr and "examples" not in training_only(mr)
+    per_task = TaskConfigs(cfg)  # what the workflow asks for, merged once per task
+    assert per_task("pet2ct") == pet and per_task("mr2ct") == mr
+    per_task("pet2ct")["steps"] = 1  # callers get a copy
+    assert per_task("pet2ct")["steps"] == 60
+    with pytest.raises(ValueError, match=r"training\.tasks\.mr2ct: unknown key"):
+        TaskConfigs({"tasks": {"mr2ct": {"n_unet": 3}}})("mr2ct")
     with pytest.raises(ValueError, match=r"training\.tasks\.mr2ct: unknown key\(s\) \['n_unet'\]"):
-        training.task_config({"tasks": {"mr2ct": {"n_unet": 3}}}, "mr2ct")
+        task_config({"tasks": {"mr2ct": {"n_unet": 3}}}, "mr2ct")
     with pytest.raises(ValueError, match=r"training\.tasks\.pet2ct\.norm"):
-        training.task_config({"tasks": {"pet2ct": {"norm": "layer"}}}, "pet2ct")
+        task_config({"tasks": {"pet2ct": {"norm": "layer"}}}, "pet2ct")
     with pytest.raises(ValueError, match="depth"):
-        training.task_config({"image_size": 64, "unet_depth": 7}, "mr2ct")
+        task_config({"image_size": 64, "unet_depth": 7}, "mr2ct")
     with pytest.raises(ValueError, match="unknown task"):
-        training.task_config({}, "ct2ct")
+        task_config({}, "ct2ct")
 
 
 def test_config_file_validates_with_snakemake_schema():
@@ -260,9 +111,9 @@ def test_config_file_validates_with_snakemake_schema():
 
             deep_update(cfg, yaml.safe_load((root / name).read_text()))
         validate_config(cfg)
-        for task in training.TASKS:
-            training.task_config(cfg["training"], task)
-    full = training.task_config(yaml.safe_load((root / "config/full.yaml").read_text())["training"], "mr2ct")
+        for task in TASKS:
+            task_config(cfg["training"], task)
+    full = task_config(yaml.safe_load((root / "config/full.yaml").read_text())["training"], "mr2ct")
     assert (full["image_size"], full["unet_depth"], full["unet_filters"], full["norm"]) == (256, 8, 64, "batch")
     assert full["patches"] is False  # the demo's windowed training does not leak into the full recipe
 
@@ -272,15 +123,15 @@ def test_config_file_validates_with_snakemake_schema():
 
 def test_unpaired_dataset_shapes_resize_and_independence(data):
     cfg = tiny_config(batch_size=2)
-    src, ct = next(iter(training.unpaired_dataset(data["mr"], data["ct"], cfg, seed=1)))
+    src, ct = next(iter(unpaired_dataset(data["mr"], data["ct"], cfg, seed=1)))
     assert src.shape == (2, SIZE, SIZE, 1) and ct.shape == (2, SIZE, SIZE, 1)
     assert float(tf.reduce_min(src)) >= -1 and float(tf.reduce_max(ct)) <= 1
     # 64x64 slices are resized to image_size
-    (x,) = list(training.make_dataset(data["ct64"], tiny_config(), seed=0).take(1))
+    (x,) = list(make_dataset(data["ct64"], tiny_config(), seed=0).take(1))
     assert x.shape == (1, SIZE, SIZE, 1)
     # seeded: same seed -> same stream; the two domains are shuffled with different seeds
-    a = [b.numpy() for b in training.make_dataset(data["mr"], cfg, seed=5).take(3)]
-    b = [b.numpy() for b in training.make_dataset(data["mr"], cfg, seed=5).take(3)]
+    a = [b.numpy() for b in make_dataset(data["mr"], cfg, seed=5).take(3)]
+    b = [b.numpy() for b in make_dataset(data["mr"], cfg, seed=5).take(3)]
     np.testing.assert_array_equal(np.stack(a), np.stack(b))
 
 
@@ -290,7 +141,7 @@ def test_patch_windows_are_native_resolution_crops(data):
     stored = [slice_eval.read_volume_slices(data["ct64"], ["ctV0"])["ctV0"][k][0] for k in (10, 11)]
     stored += [np.fliplr(s) for s in stored]  # random left-right flips are on
     offsets = set()
-    for (x,) in training.make_dataset(data["ct64"], cfg, seed=3).take(12).map(lambda b: (b[0, ..., 0],)):
+    for (x,) in make_dataset(data["ct64"], cfg, seed=3).take(12).map(lambda b: (b[0, ..., 0],)):
         x = x.numpy()
         assert x.shape == (SIZE, SIZE)
         hits = [
@@ -304,7 +155,7 @@ def test_patch_windows_are_native_resolution_crops(data):
         offsets.add(hits[0][1:])
     assert len(offsets) > 1, "patch positions do not vary"
     with pytest.raises(tf.errors.InvalidArgumentError, match="at least 64 px"):
-        next(iter(training.make_dataset(data["ct"], tiny_config(patches=True, image_size=64), seed=0)))
+        next(iter(make_dataset(data["ct"], tiny_config(patches=True, image_size=64), seed=0)))
 
 
 def _tiled_reference(g, x, size):
@@ -332,10 +183,10 @@ def test_patch_trained_generator_translates_whole_slices_in_windows(tmp_path):
 
     keras.utils.set_random_seed(1)
     g = build_models(tiny_config(patches=True))["g_src2ct"]  # trained on 32 px windows
-    training.export_models(g, g, tmp_path / "m", "mr2ct", SIZE, 0, (-1024, 3000), tiled=True)
-    manifest = training.load_manifest(tmp_path / "m")
+    export_models(g, g, tmp_path / "m", "mr2ct", SIZE, 0, (-1024, 3000), tiled=True)
+    manifest = load_manifest(tmp_path / "m")
     assert manifest["patches"] is True and "own resolution" in manifest["generators"]["to_ct"]["doc"]
-    serve = training.load_generator(tmp_path / "m" / "mr2ct")
+    serve = load_generator(tmp_path / "m" / "mr2ct")
     # a 64x64 slice: 3 x 3 windows of 32 px at the stored resolution, no resize
     x = np.stack([phantom("mr", k, 64) for k in (1, 2)])[..., None]
     y = serve(x)
@@ -359,13 +210,13 @@ def trainer():
 
     keras.utils.set_random_seed(0)
     # batch norm (moving statistics), dropout and generator weight averaging: all must checkpoint
-    return training.CycleGANTrainer(tiny_config(norm="batch", unet_dropout=0.5, ema_decay=0.9, structure_weight=1.0))
+    return CycleGANTrainer(tiny_config(norm="batch", unet_dropout=0.5, ema_decay=0.9, structure_weight=1.0))
 
 
 def test_train_steps_change_every_model(trainer, data):
     before = {k: [w.numpy().copy() for w in m.trainable_weights] for k, m in trainer.models.items()}
     ema_before = [w.numpy().copy() for w in trainer.ema["g_src2ct"].trainable_weights]
-    it = iter(training.unpaired_dataset(data["mr"], data["ct"], trainer.cfg, seed=0))
+    it = iter(unpaired_dataset(data["mr"], data["ct"], trainer.cfg, seed=0))
     for _ in range(3):
         out = trainer.train_step(*next(it))
     assert set(out) >= {
@@ -401,7 +252,7 @@ def test_checkpoint_restore_is_exact(tmp_path, data, trainer):
     import keras
 
     t1, cfg = trainer, trainer.cfg  # already trained a few steps by the test above
-    it = iter(training.unpaired_dataset(data["mr"], data["ct"], cfg, seed=1))
+    it = iter(unpaired_dataset(data["mr"], data["ct"], cfg, seed=1))
     t1.train_step(*next(it))
     k = int(t1.step.numpy())
     mgr = tf.train.CheckpointManager(t1.checkpoint, str(tmp_path / "ck"), max_to_keep=2)
@@ -411,7 +262,7 @@ def test_checkpoint_restore_is_exact(tmp_path, data, trainer):
     assert int(t1.step.numpy()) == k + 1
 
     keras.utils.set_random_seed(123)  # different init: restore must overwrite everything
-    t2 = training.CycleGANTrainer(cfg)
+    t2 = CycleGANTrainer(cfg)
     fresh = t2.all_variables()
     t2.checkpoint.restore(
         tf.train.CheckpointManager(t2.checkpoint, str(tmp_path / "ck"), 2).latest_checkpoint
@@ -443,18 +294,34 @@ def test_run_training_resume_and_export(tmp_path, data, caplog):
         summary_path=tmp_path / "mr2ct" / "training_summary.json",
         checkpoint_dir=tmp_path / "mr2ct" / "checkpoints",
         tensorboard_dir=tmp_path / "mr2ct" / "tensorboard",
+        metrics_path=tmp_path / "mr2ct" / "training_metrics.jsonl",
     )
+    record = {"modality": "mr", "spacing_mm": [1.0, 1.0, 1.0], "masking": {"threshold": "otsu"}}
     # "killed" after 3 steps: checkpoint at step 2 only, no export
-    r = training.run_training(cfg, stop_after=3, **paths)
+    r = run_training(cfg, stop_after=3, **paths)
     assert r == {"stopped_at": 3, "resumed_from": 0}
-    assert not paths["model_dir"].exists()
+    assert not paths["model_dir"].exists() and not paths["metrics_path"].exists()
     ck = tf.train.latest_checkpoint(str(paths["checkpoint_dir"]))
     assert ck.endswith("ckpt-2")
+    running = paths["checkpoint_dir"] / "metrics.jsonl"  # resumable, not a workflow output
+    assert [json.loads(line)["step"] for line in running.read_text().splitlines()] == [1, 2, 3]
 
     # rerun: resumes from step 2 with the saved weights, finishes, exports
     caplog.clear()
-    summary = training.run_training(cfg, **paths)
+    summary = run_training(cfg, preprocessing=record, **paths)
     assert "resuming from step 2" in caplog.text
+    # metrics: cut back to the checkpoint's step on resume, then one line per logged step
+    metrics = [json.loads(line) for line in paths["metrics_path"].read_text().splitlines()]
+    assert paths["metrics_path"].read_text() == running.read_text()
+    assert [m["step"] for m in metrics] == [1, 2, 3, 4, 5, 6]
+    assert metrics[0]["steps_per_s"] is None and metrics[-1]["steps_per_s"] > 0
+    assert metrics[-1]["lr"] == 0.0 and set(metrics[-1]) == {"step", "losses", "lr", "steps_per_s"}
+    assert {"G_mr2ct_adv", "cycle_mr", "G_total", "D_ct", "D_mr"} <= set(metrics[-1]["losses"])
+    assert metrics[-1]["losses"]["G_total"] == summary["final_losses"]["g_total"]
+    step6 = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("step 6/6"))
+    assert f"G_total={metrics[-1]['losses']['G_total']:.4f}" in step6
+    # the model folder carries the preprocessing it was trained with
+    assert json.loads((paths["model_dir"] / "preprocessing.json").read_text()) == record
     assert summary["resumed_from"] == 2 and summary["steps_this_run"] == 4 and summary["steps"] == 6
     assert summary["learning_rate_final"] == 0.0
     assert json.loads(paths["summary_path"].read_text())["resumed_from"] == 2
@@ -467,7 +334,7 @@ def test_run_training_resume_and_export(tmp_path, data, caplog):
     # the exported generator loads in a fresh interpreter that never imports medcyclegan
     x = np.stack([phantom("mr", k, 64) for k in range(2)])[..., None].astype(np.float32)
     np.save(tmp_path / "x.npy", x)
-    here = training.load_generator(paths["model_dir"] / "mr2ct")(x)
+    here = load_generator(paths["model_dir"] / "mr2ct")(x)
     assert here.shape == (2, 64, 64, 1)
     script = textwrap.dedent(
         f"""
@@ -492,17 +359,17 @@ def test_checkpoint_dir_is_tied_to_config_and_data(tmp_path, data, caplog):
     caplog.set_level(logging.INFO, logger="medcyclegan.training")
     cfg = tiny_config()
     inputs = {"src_train": data["mr"], "ct_train": data["ct"]}
-    fp = training.run_fingerprint(cfg, inputs)
-    ck = training.prepare_checkpoint_dir(tmp_path / "checkpoints", fp)
+    fp = run_fingerprint(cfg, inputs)
+    ck = prepare_checkpoint_dir(tmp_path / "checkpoints", fp)
     (ck / "ckpt-5.index").write_text("x")
     # same setup (logging cadence does not count): kept
-    same = training.run_fingerprint({**cfg, "log_every": 7, "checkpoint_every": 9, "examples": {}}, inputs)
+    same = run_fingerprint({**cfg, "log_every": 7, "checkpoint_every": 9, "examples": {}}, inputs)
     assert same["fingerprint"] == fp["fingerprint"]
-    training.prepare_checkpoint_dir(ck, same)
+    prepare_checkpoint_dir(ck, same)
     assert (ck / "ckpt-5.index").exists()
     # architecture changed: moved to checkpoints.previous with a message naming the key
-    other = training.run_fingerprint({**cfg, "unet_filters": 8}, inputs)
-    training.prepare_checkpoint_dir(ck, other)
+    other = run_fingerprint({**cfg, "unet_filters": 8}, inputs)
+    prepare_checkpoint_dir(ck, other)
     assert "unet_filters" in caplog.text and "starting from step 0" in caplog.text
     assert not (ck / "ckpt-5.index").exists()
     assert (tmp_path / "checkpoints.previous" / "ckpt-5.index").exists()
@@ -510,51 +377,12 @@ def test_checkpoint_dir_is_tied_to_config_and_data(tmp_path, data, caplog):
     # input data changed: also a fresh start
     caplog.clear()
     (ck / "ckpt-7.index").write_text("x")
-    moved = training.run_fingerprint({**cfg, "unet_filters": 8}, {"src_train": data["mr_test"], "ct_train": data["ct"]})
-    training.prepare_checkpoint_dir(ck, moved)
+    moved = run_fingerprint({**cfg, "unet_filters": 8}, {"src_train": data["mr_test"], "ct_train": data["ct"]})
+    prepare_checkpoint_dir(ck, moved)
     assert "input data (src_train)" in caplog.text and not (ck / "ckpt-7.index").exists()
     # same config but different network code (architecture hash): also a fresh start
     caplog.clear()
     (ck / "ckpt-8.index").write_text("x")
-    code = training.run_fingerprint(
-        {**cfg, "unet_filters": 8}, {"src_train": data["mr_test"], "ct_train": data["ct"]}, "abc"
-    )
-    training.prepare_checkpoint_dir(ck, code)
+    code = run_fingerprint({**cfg, "unet_filters": 8}, {"src_train": data["mr_test"], "ct_train": data["ct"]}, "abc")
+    prepare_checkpoint_dir(ck, code)
     assert "code (architecture)" in caplog.text and not (ck / "ckpt-8.index").exists()
-
-
-# ----------------------------------------------------------------------------- slice evaluation
-
-
-def test_mae_in_mask_by_hand():
-    pred = np.array([[0.0, 100.0], [50.0, -20.0]])
-    true = np.array([[10.0, 100.0], [0.0, 1000.0]])
-    mask = np.array([[True, True], [True, False]])
-    mae, n = slice_eval.mae_in_mask(pred, true, mask)
-    assert n == 3 and mae == pytest.approx((10 + 0 + 50) / 3)
-    assert np.isnan(slice_eval.mae_in_mask(pred, true, np.zeros_like(mask))[0])
-    np.testing.assert_allclose(slice_eval.to_physical(np.array([-1.0, 0.0, 1.0]), -1024, 3000), [-1024, 988, 3000])
-
-
-def test_evaluate_against_ground_truth(tmp_path, data):
-    # ground truth for volume mrV0: the CT phantom of the same slices, in HU
-    lo, hi = -1024.0, 3000.0
-    idx = np.array([10, 11, 12, 99])  # 99 is not in the TFRecord: skipped and counted
-    hu = np.stack([slice_eval.to_physical(phantom("ct", k), lo, hi) for k in range(4)]).astype(np.float32)
-    mask = np.stack([phantom("ct", k) > -1 for k in range(4)])
-    np.savez(tmp_path / "mrV0.npz", hu=hu, mask=mask, slice=idx)
-
-    def perfect(x, batch_size=8):  # knows the answer: returns the CT phantom for each MR phantom
-        return np.where(x > -1, np.where(x < -0.5, 0.0, -0.45), -1.0).astype(np.float32)
-
-    r = slice_eval.evaluate(perfect, (lo, hi), data["mr_test"], data["ct"], [tmp_path / "mrV0.npz"])
-    assert r["n_volumes"] == 1 and r["n_slices"] == 3 and r["volumes"][0]["n_slices_missing"] == 1
-    rows = r["volumes"][0]["per_slice"]["rows"]
-    assert [row[0] for row in rows] == [10, 11, 12] and all(row[2] == 0.0 for row in rows)
-    assert r["mae_hu"] == pytest.approx(0.0, abs=1e-3)
-    assert r["baseline_mae_hu"] > 100 and r["model_beats_baseline"] is True
-    # baseline value: mean head HU of the CT training phantoms
-    head = [slice_eval.to_physical(phantom("ct", k)[phantom("ct", k) > -1 + 1e-3], lo, hi) for k in range(8)]
-    assert r["baseline_value_hu"] == pytest.approx(np.concatenate(head).mean(), rel=1e-6)
-    empty = slice_eval.evaluate(perfect, (lo, hi), data["mr_test"], data["ct"], [])
-    assert empty["mae_hu"] is None and "no ground truth" in empty["note"]

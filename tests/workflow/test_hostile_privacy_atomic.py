@@ -87,12 +87,13 @@ def test_rejection_scrub_keeps_paths_of_public_ids():
 
 def test_unexpected_error_is_not_rejected_but_fails(tmp_path, monkeypatch):
     """Bugs must fail loudly: only BadInput becomes a rejection row."""
+    from medcyclegan.ingest import volume as raw_volume
     from medcyclegan.workflow import jobs as pipeline
 
     def boom(*a, **k):
         raise KeyError("a bug")
 
-    monkeypatch.setattr(pipeline, "_read_volume", boom)
+    monkeypatch.setattr(raw_volume, "read_volume", boom)
     with pytest.raises(KeyError):
         pipeline.ingest(
             "ct",

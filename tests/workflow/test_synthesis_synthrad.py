@@ -34,13 +34,13 @@ def test_discovery_accepts_task1_brain_or_parents(tmp_path):
         synthrad.find_patients(tmp_path / "Task1" / "brain" / "overview")
 
 
-def test_ingest_reads_mr_and_ct_through_the_pipeline_dispatch(tmp_path):
-    from medcyclegan.workflow.jobs import _read_volume
+def test_ingest_reads_mr_and_ct_through_the_ingest_dispatch(tmp_path):
+    from medcyclegan.ingest.volume import read_volume
 
     brain = fake_task1(tmp_path, ids=("1BA001",))
-    img, info = _read_volume("mr", str(brain / "1BA001"), None, None)
+    img, info = read_volume("mr", str(brain / "1BA001"))
     assert img.GetSize() == (40, 48, 36) and info["file"] == "mr.nii.gz"
-    img, info = _read_volume("ct", str(brain / "1BA001"), None, None)
+    img, info = read_volume("ct", str(brain / "1BA001"))
     assert info["file"] == "ct.nii.gz" and info["modality"] == "CT"
     assert synthrad.paired_files(brain / "1BA001")["mask"].endswith("mask.nii.gz")
 
@@ -54,7 +54,7 @@ def test_evaluation_dag_uses_synthrad_pairs(tmp_path):
     jobs = scheduled_jobs(out)
     # MR and CT come from SynthRAD (no demo MR/CT); train patients' pairs fit the intensity map
     assert "demo_mr_session" not in jobs and "demo_ct_study" not in jobs
-    assert jobs["synthrad_ground_truth_slices"] == 3 and jobs["evaluate_volume"] == 1
+    assert jobs["ground_truth_slices"] == 3 and jobs["evaluate_volume"] == 1
     assert f"{brain}/1B" in out and "mask.nii.gz" in out
 
 

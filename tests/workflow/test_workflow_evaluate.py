@@ -1,7 +1,7 @@
 """Workflow test: tiny demo -> tiny training -> sCT volumes, metrics.csv/.json, evaluation.png, predict target.
 
-Only what ``results/mr2ct/metrics.json`` needs runs (CT and MR; no PET), with the tiny training
-budget of tests/workflow/test_workflow_demo.py.
+Only what ``results/mr2ct/metrics.json`` and ``evaluation.png`` need runs (CT and MR; no PET), with
+the tiny training budget of tests/workflow/test_workflow_demo.py.
 """
 
 import json
@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.workflow, pytest.mark.timeout(2400)]
 def evaluated(tmp_path_factory):
     work = tmp_path_factory.mktemp("evaluate")
     write_config(work, {**TINY_DEMO, **TINY_TRAINING})
-    snakemake(work, "-j2", "results/mr2ct/metrics.json")
+    snakemake(work, "-j2", "results/mr2ct/metrics.json", "results/mr2ct/evaluation.png")
     return work
 
 
@@ -69,8 +69,10 @@ def test_bring_your_own_volume_target_and_nothing_left_to_do(evaluated):
     snakemake(evaluated, "-j2", "predict", config="byo.yaml")
     out = nib.load(str(evaluated / "results/mr2ct/predict/my_scan.nii.gz"))
     assert out.shape == (120, 150, 110) and np.array_equal(out.affine, nib.load(str(src)).affine)
-    record = json.loads((evaluated / "results/mr2ct/preprocessing.json").read_text())
+    # the model folder carries the settings its training slices were made with
+    record = json.loads((evaluated / "results/mr2ct/model/preprocessing.json").read_text())
     assert record["modality"] == "mr" and record["intensity"] == {"mr_percentiles": [0.5, 99.5]}
+    assert record["reject"]["min_head_volume_ml"] > 0 and "ct_series" not in record
     for target in ("results/mr2ct/metrics.json", "predict"):
         out = snakemake(evaluated, "-n", target, config="byo.yaml").stdout
         assert not scheduled_jobs(out), out[-2000:]

@@ -1,0 +1,61 @@
+"""Running exported generators: the TensorFlow set-up of a job and loading a model folder.
+
+A model folder holds ``manifest.json`` (what each SavedModel translates, its input size and the CT
+value range) and one SavedModel per direction, each with a ``serve`` endpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from medcyclegan.config.resources import available_cores
+
+MANIFEST_FILE = "manifest.json"
+
+
+def configure_tensorflow(threads: int | None = None) -> list:
+    """Set CPU thread pools (before any op runs) and GPU memory growth; return the GPUs seen."""
+    import tensorflow as tf
+
+    if threads:
+        n = max(1, min(int(threads), available_cores()))
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(n)
+            tf.config.threading.set_inter_op_parallelism_threads(min(n, 2))
+        except RuntimeError:  # runtime already initialised (e.g. in tests)
+            pass
+    gpus = tf.config.list_physical_devices("GPU")
+    for g in gpus:
+        try:
+            tf.config.experimental.set_memory_growth(g, True)
+        except RuntimeError:
+            pass
+    return gpus
+
+
+def load_generator(path):
+    """Load an exported generator; return ``f(np.ndarray [B, H, W, 1]) -> np.ndarray`` (float32)."""
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(path))
+
+    def run(x, batch_size: int = 8):
+        x = np.asarray(x, np.float32)
+        outs = [loaded.serve(tf.constant(x[i : i + batch_size])).numpy() for i in range(0, len(x), batch_size)]
+        return np.concatenate(outs) if outs else np.zeros_like(x)
+
+    run.module = loaded
+    return run
+
+
+def load_manifest(model_dir) -> dict:
+    return json.loads((Path(model_dir) / MANIFEST_FILE).read_text())
+
+
+def generator_path(model_dir, direction: str) -> Path:
+    """``direction``: ``"to_ct"`` or ``"from_ct"``."""
+    manifest = load_manifest(model_dir)
+    return Path(model_dir) / manifest["generators"][direction]["path"]

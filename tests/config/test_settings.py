@@ -1,0 +1,86 @@
+"""The settings of one modality (medcyclegan.config.settings): only that modality's values, the
+stages' keyword arguments, defaults from the schema."""
+
+import copy
+import inspect
+import json
+
+import pytest
+from conftest import ROOT
+
+from medcyclegan.config.settings import (
+    MODALITIES,
+    ingest_settings,
+    modality_settings,
+    preprocess_settings,
+    with_defaults,
+)
+from medcyclegan.config.validation import load_config, load_schema, validate_config
+
+
+@pytest.fixture()
+def config():
+    return load_config(ROOT / "config.yaml")
+
+
+def test_each_modality_has_its_own_values_only(config):
+    ct, mr, pet = (modality_settings(config, m) for m in MODALITIES)
+    assert ct["modality"] == "ct" and ct["ct_series"] == config["ct_series"] and "pet" not in ct
+    assert pet["pet"] == config["pet"] and "ct_series" not in pet
+    assert "ct_series" not in mr and "pet" not in mr
+    assert ct["intensity"] == {"ct_window_hu": config["intensity"]["ct_window_hu"]}
+    assert mr["intensity"] == {"mr_percentiles": config["intensity"]["mr_percentiles"]}
+    assert mr["masking"] == config["masking"]["mr"] and pet["masking"] == config["masking"]["pet"]
+    assert mr["spacing_mm"] == config["geometry"]["spacing_mm"] and mr["reject"] == config["reject"]
+    assert json.loads(json.dumps(pet)) == pet  # JSON-ready: the model's preprocessing.json
+
+
+def test_changing_mr_settings_leaves_ct_and_pet_unchanged(config):
+    before = {m: modality_settings(config, m) for m in ("ct", "pet")}
+    changed = copy.deepcopy(config)
+    changed["masking"]["mr"]["threshold_scale"] = 0.45
+    changed["intensity"]["mr_percentiles"] = [1.0, 99.0]
+    assert {m: modality_settings(changed, m) for m in ("ct", "pet")} == before
+    assert modality_settings(changed, "mr") != modality_settings(config, "mr")
+
+
+def test_stage_settings_are_the_job_arguments(config):
+    """What rules/preprocess.smk passes as params is exactly what the jobs take."""
+    from medcyclegan.workflow import jobs
+
+    for modality in MODALITIES:
+        settings = modality_settings(config, modality)
+        for stage, job in ((ingest_settings, jobs.ingest), (preprocess_settings, jobs.preprocess)):
+            kwargs = stage(settings)
+            params = inspect.signature(job).parameters
+            assert set(kwargs) <= {n for n, p in params.items() if p.kind is p.KEYWORD_ONLY}, (modality, job)
+    ingest = ingest_settings(modality_settings(config, "mr"))
+    assert ingest == {"spacing_mm": [1.0, 1.0, 1.0], "reject_cfg": {"min_extent_mm": config["reject"]["min_extent_mm"]}}
+    assert preprocess_settings(modality_settings(config, "ct"))["reject_cfg"] == {
+        "min_head_volume_ml": config["reject"]["min_head_volume_ml"]
+    }
+
+
+def test_values_come_from_the_schema_defaults():
+    """An empty config gives the schema's defaults: nothing is restated in code."""
+    props = load_schema()["properties"]
+    pet = modality_settings(validate_config({}), "pet")
+    assert pet["spacing_mm"] == props["geometry"]["properties"]["spacing_mm"]["default"]
+    assert pet["pet"]["fallback_frames"] == props["pet"]["properties"]["fallback_frames"]["default"]
+    assert pet["reject"]["min_extent_mm"] == props["reject"]["properties"]["min_extent_mm"]["default"]
+
+
+def test_record_is_a_copy_and_unknown_modality_fails(config):
+    settings = modality_settings(config, "mr")
+    settings["masking"]["threshold_scale"] = 9.0
+    assert config["masking"]["mr"]["threshold_scale"] != 9.0
+    with pytest.raises(ValueError, match="unknown modality"):
+        modality_settings(config, "us")
+
+
+def test_with_defaults_fills_missing_sections_only(config):
+    record = modality_settings(config, "mr")
+    record["masking"]["threshold_scale"] = 0.3
+    del record["reject"]
+    full = with_defaults(record)
+    assert full["reject"] == validate_config({})["reject"] and full["masking"]["threshold_scale"] == 0.3
