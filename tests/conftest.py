@@ -1,3 +1,6 @@
+"""Shared by every test: ``ROOT``, the repository root (``from conftest import ROOT``), which is
+also put on ``sys.path`` so the tests import the package from this checkout."""
+
 import sys
 from pathlib import Path
 

@@ -4,14 +4,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821 (injected by Snakemake)
 
-from medcyclegan.workflow.job_log import job_logging  # noqa: E402
+from medcyclegan.workflow.job_log import snakemake_job  # noqa: E402
 
-smk = snakemake  # noqa: F821
-with job_logging(smk.log[0]):
+with snakemake_job(snakemake, tensorflow=True) as smk:  # noqa: F821
     from medcyclegan.inference.predict import predict
-    from medcyclegan.inference.runtime import configure_tensorflow
 
-    configure_tensorflow(smk.threads)
     predict(
         smk.input.model,
         smk.input.volume,

@@ -228,8 +228,9 @@ def cli(name: str, full: Callable[[Any], dict], smoke: Callable[[Any], dict], ar
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(text + "\n")
+        from medcyclegan.io.atomic import write_text
+
+        write_text(args.json, text + "\n")
     if args.smoke:
         return 0
     if not result.get("met", False):

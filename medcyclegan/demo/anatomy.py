@@ -9,9 +9,9 @@ orbits, eyes, nasal cavity and sinuses, mandible, ears, neck with vertebrae, air
 cord) is built here from signed-distance fields and simple analytic shapes placed relative to
 the real brain.
 
-The anatomy is built once per process (``head_anatomy()`` is ``lru_cache``d, ~4-6 s, ~0.4 GB)
-on a 1 mm RAS grid that extends the MNI box downwards (neck) and forwards (face).  It provides
-one float32 SimpleITK image per rendered quantity:
+The anatomy is built once per process (``head_anatomy()`` is ``lru_cache``d; the shapes come from
+``shapes.py``) on a 1 mm RAS grid that extends the MNI box downwards (neck) and forwards (face).
+It provides one float32 SimpleITK image per rendered quantity:
 
 * ``ct``   : Hounsfield units (air -1000, fat -90, CSF 8, WM 28, GM 38, soft tissue 40-45,
              diploe ~600-900, cortical bone ~1300-1900, teeth ~2400)
@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from medcyclegan.demo import shapes
 
 # Grid of the phantom in MNI/RAS millimetres (1 mm).  MNI box: x -98..98, y -134..98, z -72..116.
 GRID_X = (-98, 98)
@@ -82,87 +84,10 @@ class Anatomy:
     surface: np.ndarray
 
 
-def _smin(a, b, k):
-    """Polynomial smooth minimum (smooth union of signed distance fields)."""
-    h = np.maximum(k - np.abs(a - b), 0.0) / k
-    return np.minimum(a, b) - h * h * k * 0.25
-
-
-def _ellipsoid_sdf(x, y, z, c, r):
-    """Approximate signed distance to an ellipsoid (negative inside), broadcasting coords."""
-    px, py, pz = (x - c[0]) / r[0], (y - c[1]) / r[1], (z - c[2]) / r[2]
-    k0 = np.sqrt(px * px + py * py + pz * pz)
-    k1 = np.sqrt((px / r[0]) ** 2 + (py / r[1]) ** 2 + (pz / r[2]) ** 2)
-    return (k0 * (k0 - 1.0) / np.maximum(k1, 1e-6)).astype(np.float32)
-
-
-def _smooth_noise(shape, seed, sigma):
-    from scipy import ndimage as ndi
-
-    n = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
-    n = ndi.gaussian_filter(n, sigma)
-    return n / (n.std() + 1e-12)
-
-
-def _signed_distance(mask: np.ndarray, spacing: float = 1.0) -> np.ndarray:
-    """Signed Euclidean distance (mm, negative inside) of a boolean volume of isotropic spacing."""
-    import SimpleITK as sitk
-
-    img = sitk.GetImageFromArray(mask.astype(np.uint8))
-    img.SetSpacing((spacing,) * 3)
-    d = sitk.SignedMaurerDistanceMap(img, insideIsPositive=False, squaredDistance=False, useImageSpacing=True)
-    return sitk.GetArrayViewFromImage(d).astype(np.float32)
-
-
-def _upsample(a: np.ndarray, shape) -> np.ndarray:
-    """Linear upsampling with aligned corners (SimpleITK: multithreaded, faster than ndi.zoom)."""
-    import SimpleITK as sitk
-
-    img = sitk.GetImageFromArray(np.ascontiguousarray(a, dtype=np.float32))
-    img.SetSpacing([(n - 1) / (m - 1) for n, m in zip(shape[::-1], a.shape[::-1])])
-    ref = sitk.Image([int(v) for v in shape[::-1]], sitk.sitkFloat32)
-    out = sitk.Resample(img, ref, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-    return sitk.GetArrayFromImage(out)
-
-
-class _Painter:
-    """Paints labels on the 1 mm grid, evaluating shapes only inside their bounding boxes."""
-
-    def __init__(self, label, shape):
-        self.label = label
-        self.shape = shape
-        self.x0, self.y0, self.z0 = GRID_X[0], GRID_Y[0], GRID_Z[0]
-
-    def box(self, lo, hi):
-        """Index slices and broadcast coordinates of the RAS box [lo, hi] (clipped to the grid)."""
-        sl, coords = [], []
-        for ax, (a, b) in enumerate(zip(lo, hi)):
-            g0 = (self.x0, self.y0, self.z0)[ax]
-            n = self.shape[ax]
-            i0 = int(np.clip(np.floor(a - g0), 0, n))
-            i1 = int(np.clip(np.ceil(b - g0) + 1, 0, n))
-            sl.append(slice(i0, i1))
-            c = np.arange(i0, i1, dtype=np.float32) + g0
-            shp = [1, 1, 1]
-            shp[ax] = -1
-            coords.append(c.reshape(shp))
-        return tuple(sl), coords
-
-    def ellipsoid(self, c, r, value, where=None, shell=None):
-        """Paint an ellipsoid (or, with ``shell``, a shell of that thickness around it)."""
-        pad = (shell or 0) + 1
-        sl, (x, y, z) = self.box(np.subtract(c, r) - pad, np.add(c, r) + pad)
-        d = _ellipsoid_sdf(x, y, z, c, r)
-        m = (d <= 0) if shell is None else ((d > 0) & (d <= shell))
-        if where is not None:
-            m &= where(x, y, z, sl)
-        self.label[sl][m] = value
-        return sl, m
-
-
 #: shape of the phantom grid (x, y, z) and the z index of the MNI box's bottom in it
 SHAPE = (GRID_X[1] - GRID_X[0] + 1, GRID_Y[1] - GRID_Y[0] + 1, GRID_Z[1] - GRID_Z[0] + 1)
 OZ = -72 - GRID_Z[0]
+ORIGIN = (GRID_X[0], GRID_Y[0], GRID_Z[0])
 #: height of the eye centres (orbital roof at ~-20 in MNI)
 EYE_Z = -44.0
 
@@ -178,7 +103,7 @@ def head_anatomy() -> Anatomy:
     x, y, z = _grid_coords()
     sd_ic, thick, sd_cranium, fs_c = _cranial_fields(brain, x, y, z)
     sd_head = _head_distance(sd_cranium)
-    p = _Painter(_soft_tissue_labels(sd_head), SHAPE)
+    p = shapes.Painter(_soft_tissue_labels(sd_head), SHAPE, ORIGIN)
     for sx in (-1, 1):  # ears: cartilage core
         p.ellipsoid((78.0 * sx, -18.0, -30.0), (2.0, 11.0, 24.0), CARTILAGE)
     cy = _paint_neck(p, brain)
@@ -214,16 +139,16 @@ def _cranial_fields(brain, x, y, z):
     scalp thicker at the temples (temporalis muscle).
     """
     coarse = brain[::2, ::2, ::2].copy()
-    closed = _signed_distance(_signed_distance(coarse, 2.0) <= 10.0, 2.0) <= -10.0
+    closed = shapes.signed_distance(shapes.signed_distance(coarse, 2.0) <= 10.0, 2.0) <= -10.0
     closed |= coarse
     bottom = (OZ + 4) // 2
     closed[:, :, :bottom] &= coarse[:, :, :bottom]  # keep the medulla thin below the cerebellum
-    sd_ic = _signed_distance(closed, 2.0) - 2.5
+    sd_ic = shapes.signed_distance(closed, 2.0) - 2.5
     del coarse, closed
 
     cshape = sd_ic.shape
     xc, yc, zc = x[::2], y[:, ::2], z[:, :, ::2]
-    noise = _upsample(_smooth_noise((25, 33, 34), 1234, 1.5), cshape)
+    noise = shapes.upsample(shapes.smooth_noise((25, 33, 34), 1234, 1.5), cshape)
     temporal = np.exp(-(((zc + 12.0) / 24.0) ** 2)) * (1.0 / (1.0 + np.exp(-(np.abs(xc) - 52.0) / 4.0)))
     occ = 1.0 / (1.0 + np.exp((yc + 70.0) / 8.0))
     thick = 6.3 + 0.9 * noise - 3.2 * temporal + 1.5 * occ
@@ -232,19 +157,19 @@ def _cranial_fields(brain, x, y, z):
     fs_c = (0.0, float(yc.ravel()[np.nonzero(col < 0)[0].max()]) + 8.0, -14.0)
     thick += 7.0 * np.exp(-((xc / 18.0) ** 2 + ((yc - fs_c[1]) / 10.0) ** 2 + ((zc - fs_c[2]) / 14.0) ** 2))
     scalp = 5.5 + 0.6 * noise + 7.0 * temporal
-    sd_ic, thick, scalp = (_upsample(v, SHAPE) for v in (sd_ic, thick, scalp))
+    sd_ic, thick, scalp = (shapes.upsample(v, SHAPE) for v in (sd_ic, thick, scalp))
     return sd_ic, thick, sd_ic - thick - scalp, fs_c
 
 
 def _head_distance(sd_head: np.ndarray) -> np.ndarray:
     """Signed distance to the skin: the cranial scalp surface ``sd_head`` (changed in place) in a
     smooth union with face and jaw, nose, ears and neck."""
-    p = _Painter(None, SHAPE)
+    p = shapes.Painter(None, SHAPE, ORIGIN)
     ze = EYE_Z
 
     def union(c, r, k):
         sl, (xx, yy, zz) = p.box(np.subtract(c, r) - k, np.add(c, r) + k)
-        sd_head[sl] = _smin(sd_head[sl], _ellipsoid_sdf(xx, yy, zz, c, r), k)
+        sd_head[sl] = shapes.smin(sd_head[sl], shapes.ellipsoid_sdf(xx, yy, zz, c, r), k)
 
     union((0.0, 30.0, ze - 38.0), (60.0, 56.0, 68.0), 14.0)  # face and jaw
     union((0.0, 84.0, ze - 14.0), (10.0, 16.0, 24.0), 6.0)  # nose
@@ -253,7 +178,7 @@ def _head_distance(sd_head: np.ndarray) -> np.ndarray:
     sl, (xx, yy, zz) = p.box((-80, -100, GRID_Z[0]), (80, 60, 0))
     neck_r = np.sqrt((xx / 54.0) ** 2 + ((yy + 22.0) / 56.0) ** 2) * 54.0 - 54.0
     neck = np.where(zz < -40.0, neck_r, np.maximum(neck_r, zz + 40.0))
-    sd_head[sl] = _smin(sd_head[sl], neck, 20.0)
+    sd_head[sl] = shapes.smin(sd_head[sl], neck, 20.0)
     return sd_head
 
 
@@ -267,7 +192,7 @@ def _soft_tissue_labels(sd_head: np.ndarray) -> np.ndarray:
     return label
 
 
-def _paint_neck(p: _Painter, brain: np.ndarray) -> float:
+def _paint_neck(p: shapes.Painter, brain: np.ndarray) -> float:
     """Vertebral column, spinal canal and cord, airway; returns the medulla centre's y."""
     label, ze = p.label, EYE_Z
     bz = brain[:, :, OZ + 1]
@@ -290,7 +215,7 @@ def _paint_neck(p: _Painter, brain: np.ndarray) -> float:
     return cy
 
 
-def _paint_orbits_and_sinuses(p: _Painter) -> None:
+def _paint_orbits_and_sinuses(p: shapes.Painter) -> None:
     """Orbits with fat, eyes and lenses; maxillary sinuses; nasal cavity with septum and nostrils;
     sphenoid sinus."""
     label, ze = p.label, EYE_Z
@@ -319,7 +244,7 @@ def _paint_orbits_and_sinuses(p: _Painter) -> None:
     p.ellipsoid((0.0, 18.0, ze + 6.0), (12.0, 10.0, 9.0), AIR)
 
 
-def _paint_jaw(p: _Painter) -> None:
+def _paint_jaw(p: shapes.Painter) -> None:
     """Hard palate and upper teeth; the mandible (a polyline of ramus and body, rasterised and
     thickened with an anisotropic distance map) with its lower teeth."""
     from scipy import ndimage as ndi
@@ -360,7 +285,7 @@ def _paint_jaw(p: _Painter) -> None:
     sub[lower_teeth & (sub != AIR)] = TEETH
 
 
-def _paint_skull(p: _Painter, sd_ic, thick, sd_head, coords, cy: float, fs_c) -> None:
+def _paint_skull(p: shapes.Painter, sd_ic, thick, sd_head, coords, cy: float, fs_c) -> None:
     """The skull between dura and scalp (diploe between cortical tables, foramen magnum open),
     then the air of the frontal sinus and of the mastoid cells inside it."""
     x, y, z = coords
@@ -387,7 +312,7 @@ def _paint_skull(p: _Painter, sd_ic, thick, sd_head, coords, cy: float, fs_c) ->
         )
 
 
-def _paint_intracranial(p: _Painter, sd_ic, brain) -> None:
+def _paint_intracranial(p: shapes.Painter, sd_ic, brain) -> None:
     """CSF inside the dura, the brain in it, and a calcified pineal gland."""
     label = p.label
     ic = sd_ic <= 0
@@ -412,7 +337,7 @@ def _tissue_values(label, gm, wm, t1_mni, y, z) -> dict[str, np.ndarray]:
 
     ct = _CT_HU[label]
     ct[isbrain] = 8.0 * c + 38.0 * g + 28.0 * w
-    bone_noise = _smooth_noise((50, 66, 68), 4321, 2.0)
+    bone_noise = shapes.smooth_noise((50, 66, 68), 4321, 2.0)
     bone_idx = np.nonzero((label == CORTICAL) | (label == DIPLOE))
     bn = ndi.map_coordinates(bone_noise, [bone_idx[0] / 4.0, bone_idx[1] / 4.0, bone_idx[2] / 4.0], order=1)
     is_cort = label[bone_idx] == CORTICAL

@@ -84,4 +84,3 @@ def read_rejection(path: str | os.PathLike) -> dict[str, str] | None:
         data = json.loads(p.read_text())
         return data.get("rejection") if data.get("status") == "rejected" else None
     raise ValueError(f"{p}: no rejection marker defined for this file type")
-

@@ -1,48 +1,57 @@
-"""Tiny head-like phantoms in the project's TFRecord schema, for the training, evaluation and
-figure tests: a disc with a bright (CT) or dark (MR) rim on the background -1."""
+"""Head phantoms with a known geometry (any axis order, spacing, obliquity) as NIfTI files, and
+a stand-in generator: what the synthesis and predict tests need to check where a voxel ends up."""
 
 from __future__ import annotations
 
+import nibabel as nib
 import numpy as np
 
-from medcyclegan.io.tfrecords import slice_example, write_tfrecord
-
-SIZE = 32
-
-
-def phantom(modality, k, size=SIZE):
-    """A head-like disc: CT has a bright rim (skull), MR a dark rim; background -1."""
-    yy, xx = np.mgrid[:size, :size]
-    r = np.hypot(yy - size / 2 + 0.5, xx - size / 2 + 0.5) / (size / 2)
-    r = r * (1.0 + 0.05 * (k % 3))
-    img = np.full((size, size), -1.0, np.float32)
-    if modality == "ct":
-        img[r < 0.8] = -0.45  # ~ +0 HU on [-1024, 3000]
-        img[(r >= 0.65) & (r < 0.8)] = 0.0  # ~ 1000 HU skull
-    else:
-        img[r < 0.8] = 0.4
-        img[(r >= 0.65) & (r < 0.8)] = -0.8
-    return img
+AXES = {"R": (1, 0, 0), "L": (-1, 0, 0), "A": (0, 1, 0), "P": (0, -1, 0), "S": (0, 0, 1), "I": (0, 0, -1)}
+MARKER_RAS = np.array([28.0, 22.0, 35.0])  # off-centre: right, anterior, superior of the head centre
+HEAD_RAS = np.array([3.0, -8.0, 15.0])
 
 
-def write_domain(path, modality, n_volumes=2, n_slices=4, size=SIZE):
-    """``n_volumes`` x ``n_slices`` phantom slices of ``modality`` (slice indices from 10) at ``path``."""
-    lo, hi = (-1024.0, 3000.0) if modality == "ct" else (0.0, 1000.0)
-    recs = []
-    for v in range(n_volumes):
-        for s in range(n_slices):
-            meta = dict(
-                subject=f"{modality}S{v}",
-                volume=f"{modality}V{v}",
-                slice=10 + s,
-                modality=modality,
-                spacing=[1, 1, 1],
-                z_mm=float(s),
-                crop_offset=[0, 0],
-                value_lo=lo,
-                value_hi=hi,
-                unit="HU" if modality == "ct" else "a.u.",
-            )
-            recs.append(slice_example(phantom(modality, v * n_slices + s, size), meta))
-    write_tfrecord(path, recs)
-    return path
+def affine_for(codes, shape, zooms, centre):
+    a = np.eye(4)
+    a[:3, :3] = np.array([AXES[c] for c in codes], float).T * np.asarray(zooms, float)
+    a[:3, 3] = np.asarray(centre, float) - a[:3, :3] @ ((np.asarray(shape) - 1) / 2.0)
+    return a
+
+
+def phantom(path, codes="PIL", shape=(150, 170, 130), zooms=(1.3, 1.1, 1.4), marker=True, oblique_deg=0.0):
+    """A head-like ellipsoid with a smooth intensity gradient and (optionally) a bright sphere."""
+    affine = affine_for(codes, shape, zooms, (0.0, 0.0, 10.0))
+    if oblique_deg:
+        t = np.deg2rad(oblique_deg)
+        rot = np.array([[1, 0, 0], [0, np.cos(t), -np.sin(t)], [0, np.sin(t), np.cos(t)]])
+        affine[:3, :] = rot @ affine[:3, :]
+    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), -1).reshape(-1, 3)
+    ras = ijk @ affine[:3, :3].T + affine[:3, 3]
+    d = (ras - HEAD_RAS) / np.array([70.0, 88.0, 75.0])
+    head = (d**2).sum(1) <= 1
+    values = np.where(head, 90.0 + 0.4 * (ras[:, 2] - HEAD_RAS[2]) + 0.2 * ras[:, 0], 0.0)
+    if marker:
+        values[np.linalg.norm(ras - MARKER_RAS, axis=1) <= 5.0] = 400.0
+    img = nib.Nifti1Image(values.reshape(shape).astype(np.float32), affine)
+    img.set_qform(affine, code=1)
+    img.set_sform(affine, code=1)
+    nib.save(img, str(path))
+    return affine
+
+
+def identity_generator(x, batch_size: int = 8):
+    """Stands in for a trained generator: output = input, so HU follow the input's intensities."""
+    return np.asarray(x, np.float32)
+
+
+def marker_world(path, reference=None):
+    """World (RAS) position of the marker: weighted centroid of the voxels it brightens."""
+    img = nib.load(str(path))
+    data = np.asarray(img.dataobj, np.float64)
+    if reference is not None:
+        data = data - np.asarray(nib.load(str(reference)).dataobj, np.float64)
+    sel = data > 0.5 * data.max()
+    ijk = np.argwhere(sel)
+    w = data[sel]
+    c = (ijk * w[:, None]).sum(0) / w.sum()
+    return img.affine[:3, :3] @ c + img.affine[:3, 3]

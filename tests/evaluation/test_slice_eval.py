@@ -6,7 +6,8 @@ import pytest
 pytest.importorskip("tensorflow")
 
 from medcyclegan.evaluation import slice_eval  # noqa: E402
-from medcyclegan.testing.phantoms import phantom, write_domain  # noqa: E402
+from medcyclegan.preprocessing.intensity import to_physical  # noqa: E402
+from medcyclegan.testing.slice_phantoms import phantom, write_domain  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -18,21 +19,20 @@ def data(tmp_path_factory):
     }
 
 
-def test_mae_in_mask_by_hand():
-    pred = np.array([[0.0, 100.0], [50.0, -20.0]])
-    true = np.array([[10.0, 100.0], [0.0, 1000.0]])
-    mask = np.array([[True, True], [True, False]])
-    mae, n = slice_eval.mae_in_mask(pred, true, mask)
-    assert n == 3 and mae == pytest.approx((10 + 0 + 50) / 3)
-    assert np.isnan(slice_eval.mae_in_mask(pred, true, np.zeros_like(mask))[0])
-    np.testing.assert_allclose(slice_eval.to_physical(np.array([-1.0, 0.0, 1.0]), -1024, 3000), [-1024, 988, 3000])
+def test_to_physical_in_float64_for_scores():
+    hu = to_physical(np.array([-1.0, 0.0, 1.0], np.float32), -1024.0, 3000.0, np.float64)
+    assert hu.dtype == np.float64
+    np.testing.assert_array_equal(hu, [-1024.0, 988.0, 3000.0])
+    # float64 keeps what float32 rounds away (scores are sums over many pixels)
+    x = np.float32(0.1)
+    assert to_physical(x, -1024.0, 3000.0, np.float64) == -1024.0 + (float(x) + 1.0) / 2.0 * 4024.0
 
 
 def test_evaluate_against_ground_truth(tmp_path, data):
     # ground truth for volume mrV0: the CT phantom of the same slices, in HU
     lo, hi = -1024.0, 3000.0
     idx = np.array([10, 11, 12, 99])  # 99 is not in the TFRecord: skipped and counted
-    hu = np.stack([slice_eval.to_physical(phantom("ct", k), lo, hi) for k in range(4)]).astype(np.float32)
+    hu = np.stack([to_physical(phantom("ct", k), lo, hi, np.float64) for k in range(4)]).astype(np.float32)
     mask = np.stack([phantom("ct", k) > -1 for k in range(4)])
     np.savez(tmp_path / "mrV0.npz", hu=hu, mask=mask, slice=idx)
 
@@ -46,7 +46,7 @@ def test_evaluate_against_ground_truth(tmp_path, data):
     assert r["mae_hu"] == pytest.approx(0.0, abs=1e-3)
     assert r["baseline_mae_hu"] > 100 and r["model_beats_baseline"] is True
     # baseline value: mean head HU of the CT training phantoms
-    head = [slice_eval.to_physical(phantom("ct", k)[phantom("ct", k) > -1 + 1e-3], lo, hi) for k in range(8)]
+    head = [to_physical(phantom("ct", k)[phantom("ct", k) > -1 + 1e-3], lo, hi, np.float64) for k in range(8)]
     assert r["baseline_value_hu"] == pytest.approx(np.concatenate(head).mean(), rel=1e-6)
     empty = slice_eval.evaluate(perfect, (lo, hi), data["mr_test"], data["ct"], [])
     assert empty["mae_hu"] is None and "no ground truth" in empty["note"]

@@ -73,7 +73,7 @@ def test_examples_grid_from_exported_model(tmp_path):
     from medcyclegan.config.tasks import task_config
     from medcyclegan.gan import models
     from medcyclegan.inference.export import export_models
-    from medcyclegan.testing.phantoms import write_domain
+    from medcyclegan.testing.slice_phantoms import write_domain
 
     mr_test = write_domain(tmp_path / "mr_test.tfrecord", "mr", n_volumes=2, n_slices=5)
     ct_test = write_domain(tmp_path / "ct_test.tfrecord", "ct", n_volumes=2, n_slices=5)

@@ -8,14 +8,13 @@ import nibabel as nib
 import numpy as np
 import pytest
 import yaml
-from test_synthesis import MARKER_RAS, affine_for, identity_generator, marker_world, phantom
+from conftest import ROOT
 
 from medcyclegan.config.settings import ingest_settings, modality_settings, preprocess_settings
 from medcyclegan.config.validation import validate_config
 from medcyclegan.errors import BadInput
 from medcyclegan.inference import predict
-
-ROOT = Path(__file__).resolve().parents[2]
+from medcyclegan.testing.phantoms import MARKER_RAS, affine_for, identity_generator, marker_world, phantom
 
 
 def shipped_config() -> dict:

@@ -8,9 +8,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 import yaml
-from test_synthesis import HEAD_RAS, phantom
+from conftest import ROOT
 
-ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
+from medcyclegan.testing.phantoms import HEAD_RAS, phantom
 
 
 @pytest.fixture(scope="module")

@@ -1,60 +1,9 @@
-"""Whole-volume synthesis: putting translated windows back, test-time flip averaging; and the
-phantoms with known geometry the predict tests use (no TensorFlow)."""
+"""Whole-volume synthesis: putting translated windows back, test-time flip averaging (no TensorFlow)."""
 
-import nibabel as nib
 import numpy as np
 
 from medcyclegan.inference import synthesis
-
-AXES = {"R": (1, 0, 0), "L": (-1, 0, 0), "A": (0, 1, 0), "P": (0, -1, 0), "S": (0, 0, 1), "I": (0, 0, -1)}
-MARKER_RAS = np.array([28.0, 22.0, 35.0])  # off-centre: right, anterior, superior of the head centre
-HEAD_RAS = np.array([3.0, -8.0, 15.0])
-
-
-def affine_for(codes, shape, zooms, centre):
-    a = np.eye(4)
-    a[:3, :3] = np.array([AXES[c] for c in codes], float).T * np.asarray(zooms, float)
-    a[:3, 3] = np.asarray(centre, float) - a[:3, :3] @ ((np.asarray(shape) - 1) / 2.0)
-    return a
-
-
-def phantom(path, codes="PIL", shape=(150, 170, 130), zooms=(1.3, 1.1, 1.4), marker=True, oblique_deg=0.0):
-    """A head-like ellipsoid with a smooth intensity gradient and (optionally) a bright sphere."""
-    affine = affine_for(codes, shape, zooms, (0.0, 0.0, 10.0))
-    if oblique_deg:
-        t = np.deg2rad(oblique_deg)
-        rot = np.array([[1, 0, 0], [0, np.cos(t), -np.sin(t)], [0, np.sin(t), np.cos(t)]])
-        affine[:3, :] = rot @ affine[:3, :]
-    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), -1).reshape(-1, 3)
-    ras = ijk @ affine[:3, :3].T + affine[:3, 3]
-    d = (ras - HEAD_RAS) / np.array([70.0, 88.0, 75.0])
-    head = (d**2).sum(1) <= 1
-    values = np.where(head, 90.0 + 0.4 * (ras[:, 2] - HEAD_RAS[2]) + 0.2 * ras[:, 0], 0.0)
-    if marker:
-        values[np.linalg.norm(ras - MARKER_RAS, axis=1) <= 5.0] = 400.0
-    img = nib.Nifti1Image(values.reshape(shape).astype(np.float32), affine)
-    img.set_qform(affine, code=1)
-    img.set_sform(affine, code=1)
-    nib.save(img, str(path))
-    return affine
-
-
-def identity_generator(x, batch_size=8):
-    """Stands in for a trained generator: output = input, so HU follow the input's intensities."""
-    return np.asarray(x, np.float32)
-
-
-def marker_world(path, reference=None):
-    """World (RAS) position of the marker: weighted centroid of the voxels it brightens."""
-    img = nib.load(str(path))
-    data = np.asarray(img.dataobj, np.float64)
-    if reference is not None:
-        data = data - np.asarray(nib.load(str(reference)).dataobj, np.float64)
-    sel = data > 0.5 * data.max()
-    ijk = np.argwhere(sel)
-    w = data[sel]
-    c = (ijk * w[:, None]).sum(0) / w.sum()
-    return img.affine[:3, :3] @ c + img.affine[:3, 3]
+from medcyclegan.testing.phantoms import identity_generator
 
 
 def test_canonical_volume_dropped_slices_and_outside_mask_are_background():

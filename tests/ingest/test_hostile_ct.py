@@ -8,15 +8,13 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+from conftest import ROOT
 from pydicom.uid import JPEG2000Lossless
 
 from medcyclegan.testing.hostile_data import cq500_study, kept_slices, run_volume, write_ct
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def only_row(rows):

@@ -173,7 +173,7 @@ def test_rejection_row_is_one_line_and_json_marks_status(tmp_path):
     assert info["status"] == "rejected" and info["rejection"]["reason"] == rows.iloc[0].reason
     text = (tmp_path / "results/qc/rejected.csv").read_text()
     assert text.splitlines()[0] == "modality,volume,rule,file,reason,action" and len(text.splitlines()) == 2
-    from medcyclegan.workflow.rejection import read_rejection
+    from medcyclegan.io.placeholders import read_rejection
 
     assert read_rejection(tmp_path / "results/volumes/mr/OAS30014_MR_d0100.nii.gz")["volume"] == "OAS30014_MR_d0100"
     assert read_rejection(tmp_path / "results/masks/mr/OAS30014_MR_d0100.nii.gz")["rule"] == "ingest"

@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +17,7 @@ from medcyclegan.evaluation import slice_eval  # noqa: E402
 from medcyclegan.gan import losses, schedules  # noqa: E402
 from medcyclegan.inference.export import export_models  # noqa: E402
 from medcyclegan.inference.runtime import load_generator, load_manifest  # noqa: E402
-from medcyclegan.testing.phantoms import SIZE, phantom, write_domain  # noqa: E402
+from medcyclegan.testing.slice_phantoms import SIZE, phantom, write_domain  # noqa: E402
 from medcyclegan.training.checkpoints import prepare_checkpoint_dir, run_fingerprint  # noqa: E402
 from medcyclegan.training.data import make_dataset, unpaired_dataset  # noqa: E402
 from medcyclegan.training.loop import run_training  # noqa: E402
@@ -100,10 +99,10 @@ def test_task_config_defaults_overrides_and_errors():
 
 def test_config_file_validates_with_snakemake_schema():
     import yaml
+    from conftest import ROOT as root
 
     from medcyclegan.config.validation import validate_config
 
-    root = Path(__file__).resolve().parents[2]
     for name in ("config.yaml", "config/full.yaml"):
         cfg = yaml.safe_load((root / "config.yaml").read_text())
         if name != "config.yaml":

@@ -15,10 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ROOT
 
 from medcyclegan.testing.hostile_data import run_volume, write_ct
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_pseudonymous_ct_ids_are_stable_keyed_and_layout_independent(tmp_path):
@@ -75,7 +74,8 @@ def test_identifying_folder_name_never_reaches_outputs_or_logs(tmp_path, caplog)
 
 
 def test_rejection_scrub_keeps_paths_of_public_ids():
-    from medcyclegan.workflow.rejection import BadInput, row_from_error
+    from medcyclegan.errors import BadInput
+    from medcyclegan.workflow.rejection import row_from_error
 
     exc = BadInput(
         "/data/cq500/CQ500CT3 CQ500CT3/Unknown Study/CT A/CT000001.dcm: the file is truncated. Re-download it."
@@ -168,3 +168,40 @@ def test_npz_writer_round_trips_every_array_kind_through_np_load(tmp_path):
         for name, value in arrays.items():
             assert loaded[name].dtype == value.dtype and loaded[name].shape == value.shape, name
             np.testing.assert_array_equal(loaded[name], value)
+
+
+def test_text_and_figure_writers_leave_only_complete_files(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from medcyclegan.io import atomic as io
+
+    io.write_text(tmp_path / "a.json", '{"x": 1}')
+    fig = plt.figure(figsize=(1, 1))
+    io.write_figure(tmp_path / "f.png", fig, dpi=20)
+    plt.close(fig)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "f.png"]
+    assert (tmp_path / "f.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(RuntimeError):
+        with io.atomic_path(tmp_path / "b.json") as tmp:
+            tmp.write_text('{"half": ')
+            raise RuntimeError("killed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "f.png"]
+
+
+def test_rejection_placeholders_carry_their_row_to_every_reader(tmp_path):
+    from medcyclegan.io import atomic as io
+    from medcyclegan.io import placeholders
+    from medcyclegan.io.slices import read_stack
+
+    row = {c: f"the {c}" for c in placeholders.COLUMNS}
+    io.write_npz(tmp_path / "v.npz", **placeholders.rejected_npz_arrays(row, subject="S1", size=4))
+    arrays, rejection = read_stack(tmp_path / "v.npz")
+    assert rejection == row and arrays["images"].shape == (0, 4, 4) and str(arrays["subject"]) == "S1"
+    assert placeholders.read_rejection(tmp_path / "v.npz") == row
+    placeholders.write_rejected_nifti(tmp_path / "v.nii.gz", row)
+    assert placeholders.read_rejection(tmp_path / "v.nii.gz") == row
+    io.write_npz(tmp_path / "ok.npz", images=np.zeros((1, 4, 4), np.float32), volume=np.array("V2"))
+    assert read_stack(tmp_path / "ok.npz")[1] is None and placeholders.read_rejection(tmp_path / "ok.npz") is None

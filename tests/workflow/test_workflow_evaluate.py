@@ -1,7 +1,7 @@
 """Workflow test: tiny demo -> tiny training -> sCT volumes, metrics.csv/.json, evaluation.png, predict target.
 
 Only what ``results/mr2ct/metrics.json`` and ``evaluation.png`` need runs (CT and MR; no PET), with
-the tiny training budget of tests/workflow/test_workflow_demo.py.
+the tiny demo and training budget of medcyclegan.testing.workflow.
 """
 
 import json
@@ -10,10 +10,9 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-from test_synthesis import phantom
-from test_workflow_demo import TINY_DEMO, TINY_TRAINING
 
-from medcyclegan.testing.workflow import scheduled_jobs, snakemake, write_config
+from medcyclegan.testing.phantoms import phantom
+from medcyclegan.testing.workflow import TINY_DEMO, TINY_TRAINING, scheduled_jobs, snakemake, write_config
 
 pytestmark = [pytest.mark.workflow, pytest.mark.timeout(2400)]
 
