@@ -1,8 +1,8 @@
 import pytest
-from conftest import ROOT
 
 from medcyclegan.config.validation import ConfigError, load_config, validate_config
 from medcyclegan.ingest import discovery
+from medcyclegan.testing.workflow import ROOT
 
 
 def test_shipped_config_is_valid():

@@ -6,7 +6,6 @@ import inspect
 import json
 
 import pytest
-from conftest import ROOT
 
 from medcyclegan.config.settings import (
     MODALITIES,
@@ -16,6 +15,7 @@ from medcyclegan.config.settings import (
     with_defaults,
 )
 from medcyclegan.config.validation import load_config, load_schema, validate_config
+from medcyclegan.testing.workflow import ROOT
 
 
 @pytest.fixture()

@@ -8,13 +8,13 @@ import nibabel as nib
 import numpy as np
 import pytest
 import yaml
-from conftest import ROOT
 
 from medcyclegan.config.settings import ingest_settings, modality_settings, preprocess_settings
 from medcyclegan.config.validation import validate_config
 from medcyclegan.errors import BadInput
 from medcyclegan.inference import predict
 from medcyclegan.testing.phantoms import MARKER_RAS, affine_for, identity_generator, marker_world, phantom
+from medcyclegan.testing.workflow import ROOT
 
 
 def shipped_config() -> dict:

@@ -8,9 +8,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 import yaml
-from conftest import ROOT
 
 from medcyclegan.testing.phantoms import HEAD_RAS, phantom
+from medcyclegan.testing.workflow import ROOT
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,10 @@ import textwrap
 
 import numpy as np
 import SimpleITK as sitk
-from conftest import ROOT
 from pydicom.uid import JPEG2000Lossless
 
 from medcyclegan.testing.hostile_data import cq500_study, kept_slices, run_volume, write_ct
+from medcyclegan.testing.workflow import ROOT
 
 
 def only_row(rows):

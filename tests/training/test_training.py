@@ -99,9 +99,9 @@ def test_task_config_defaults_overrides_and_errors():
 
 def test_config_file_validates_with_snakemake_schema():
     import yaml
-    from conftest import ROOT as root
 
     from medcyclegan.config.validation import validate_config
+    from medcyclegan.testing.workflow import ROOT as root
 
     for name in ("config.yaml", "config/full.yaml"):
         cfg = yaml.safe_load((root / "config.yaml").read_text())

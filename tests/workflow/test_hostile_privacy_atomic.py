@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT
 
 from medcyclegan.testing.hostile_data import run_volume, write_ct
+from medcyclegan.testing.workflow import ROOT
 
 
 def test_pseudonymous_ct_ids_are_stable_keyed_and_layout_independent(tmp_path):
