@@ -4,10 +4,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821 (injected by Snakemake)
 
-from medcyclegan.workflow import jobs as pipeline  # noqa: E402
+from medcyclegan.workflow import jobs  # noqa: E402
 from medcyclegan.workflow.job_log import snakemake_job  # noqa: E402
 
 with snakemake_job(snakemake) as smk:  # noqa: F821
-    pipeline.ground_truth(
+    jobs.ground_truth(
         smk.input.ground_truth, smk.input.volume, smk.input.npz, smk.output[0], ct_mask_cfg=smk.params.ct_mask
     )

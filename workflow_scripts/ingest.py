@@ -4,11 +4,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821 (injected by Snakemake)
 
-from medcyclegan.workflow import jobs as pipeline  # noqa: E402
+from medcyclegan.workflow import jobs  # noqa: E402
 from medcyclegan.workflow.job_log import snakemake_job  # noqa: E402
 
 with snakemake_job(snakemake, itk=True) as smk:  # noqa: F821
-    pipeline.ingest(
+    jobs.ingest(
         smk.wildcards.modality,
         smk.input.source,
         smk.wildcards.volume,

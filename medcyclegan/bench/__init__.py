@@ -22,12 +22,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from medcyclegan.config.resources import available_cores
+
 REPO = Path(__file__).resolve().parents[2]
 
 
 def machine_info() -> dict[str, Any]:
     """Cores, CPU model, memory, load and the versions that matter for the figures."""
-    info: dict[str, Any] = {"nproc": len(os.sched_getaffinity(0)), "platform": platform.platform()}
+    info: dict[str, Any] = {"nproc": available_cores(), "platform": platform.platform()}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -135,15 +137,15 @@ def ingest_and_preprocess(
     import SimpleITK as sitk
 
     from medcyclegan.io.slices import read_stack
-    from medcyclegan.workflow import jobs as pipeline
+    from medcyclegan.workflow import jobs
 
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)  # as workflow_scripts/ingest.py
     out = Path(out_dir)
     vol, info, npz = (out / f"{volume_id}{ext}" for ext in (".nii.gz", ".json", ".npz"))
     t0 = time.perf_counter()
-    pipeline.ingest(modality, str(source), volume_id, str(vol), str(info), **ingest_kw)
+    jobs.ingest(modality, str(source), volume_id, str(vol), str(info), **ingest_kw)
     t1 = time.perf_counter()
-    pipeline.preprocess(
+    jobs.preprocess(
         modality,
         volume_id,
         str(vol),

@@ -5,8 +5,8 @@ is written twice: as generated (JPEG 2000 lossless) and decompressed (Explicit V
 Endian). For each variant:
 
 (a) the floor: ``pydicom.dcmread`` + ``pixel_array`` of every file of the series, nothing else;
-(b) the project's full per-study work: ``pipeline.ingest`` (series listing and selection, read,
-    HU, geometry, canonical 1 mm grid, NIfTI + info JSON) then ``pipeline.preprocess`` (head mask,
+(b) the project's full per-study work: ``workflow.jobs.ingest`` (series listing and selection, read,
+    HU, geometry, canonical 1 mm grid, NIfTI + info JSON) then ``workflow.jobs.preprocess`` (head mask,
     useful slices, 256x256 window, [-1, 1], npz + csv + mask NIfTI), with the settings the
     workflow's ``ingest`` and ``preprocess_volume`` rules pass from ``config.yaml``.
 

@@ -2,7 +2,7 @@
 
 One OASIS-3-style T1w MR session and one dynamic PET session (the demo generator's: MR 1 mm,
 256x256x176; PET 128x128x63 x 19 frames with frame timing) go through what the workflow's
-``ingest`` and ``preprocess_volume`` jobs do (``pipeline.ingest`` + ``pipeline.preprocess`` with
+``ingest`` and ``preprocess_volume`` jobs do (``workflow.jobs.ingest`` + ``workflow.jobs.preprocess`` with
 the settings the rules pass from ``config.yaml``): median wall time of a few runs per step, and
 the peak memory of a fresh process doing both.
 """

@@ -7,6 +7,7 @@ violation into one readable line (``masking.ct.threshold: ...``) instead of a tr
 from __future__ import annotations
 
 import copy
+import functools
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,17 @@ def validate_config(config: dict[str, Any], source: str = "config") -> dict[str,
         where = ".".join(str(p) for p in best.absolute_path) or "(top level)"
         raise ConfigError(f"invalid {source}: {where}: {best.message}")
     return config
+
+
+@functools.lru_cache(maxsize=1)
+def _default_config() -> dict:
+    return validate_config({}, source="the schema's defaults")
+
+
+def schema_defaults(section: str) -> dict:
+    """The schema's default settings of one top-level section (a copy): what a library function
+    uses when its caller gives no settings, so that no default is written twice."""
+    return copy.deepcopy(_default_config()[section])
 
 
 def section_schema(name: str) -> dict:

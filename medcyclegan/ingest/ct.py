@@ -30,7 +30,7 @@ import pandas as pd
 import SimpleITK as sitk
 
 from medcyclegan.ingest import IngestError, geometry_info
-from medcyclegan.ingest.ct_series import DEFAULT_EXCLUDE_PATTERNS, list_series, rank_series, select_series
+from medcyclegan.ingest.ct_series import list_series, rank_series, select_series, selection_rules
 from medcyclegan.ingest.ct_stack import read_ct_stack
 from medcyclegan.ingest.dicom_files import float_or_nan
 
@@ -153,18 +153,6 @@ def _rejected(
     return rejected
 
 
-def _selection_rules(rules: dict[str, Any]) -> dict[str, Any]:
-    """The selection rules in force (defaults filled in)."""
-    return {
-        "max_slice_thickness_mm": float(rules.get("max_slice_thickness_mm", 1.5)),
-        "min_slices": int(rules.get("min_slices", 64)),
-        "exclude_patterns": list(
-            DEFAULT_EXCLUDE_PATTERNS if rules.get("exclude_patterns") is None else rules["exclude_patterns"]
-        ),
-        "use_contrast_tag": bool(rules.get("use_contrast_tag", True)),
-    }
-
-
 def _series_summaries(table: pd.DataFrame, chosen: pd.Series, study: Path) -> list[dict[str, Any]]:
     return [
         {
@@ -248,7 +236,7 @@ def ingest_ct_study(
         **geometry_info(img),
         "hu_min": float(arr.min()),
         "hu_max": float(arr.max()),
-        "selection_rules": _selection_rules(rules),
+        "selection_rules": selection_rules(**rules),
         "rejected": _rejected(table, chosen, best, reasons, failures, study),
         "series": _series_summaries(table, chosen, study),
     }

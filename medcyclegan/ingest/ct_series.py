@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import pydicom
 
+from medcyclegan.config.validation import schema_defaults
 from medcyclegan.ingest import IngestError
 from medcyclegan.ingest.ct_stack import slice_axes
 from medcyclegan.ingest.dicom_files import (
@@ -31,20 +32,6 @@ from medcyclegan.ingest.dicom_files import (
     transfer_syntax_name,
     transfer_syntax_uid,
 )
-
-#: Default exclusion regexes (case-insensitive) matched on the series description, the series
-#: folder name, the convolution kernel and ImageType.
-DEFAULT_EXCLUDE_PATTERNS = [
-    "bone",
-    "contrast",
-    "post",
-    r"\bc\+",
-    "cta",
-    "angio",
-    "scout",
-    "localizer",
-    "topogram",
-]
 
 #: Phrases that state a series was acquired WITHOUT contrast ("PRE CONTRAST", "non-contrast",
 #: "without contrast", "w/o contrast" ...). They are replaced by "plain" before the exclusion
@@ -299,18 +286,29 @@ def _rejection_reasons(
     return reasons
 
 
+def selection_rules(**rules: Any) -> dict[str, Any]:
+    """The selection rules in force: the given ones (keywords of :func:`select_series`; None means
+    not given), the config schema's ``ct_series`` defaults for the rest."""
+    given = {key: value for key, value in rules.items() if value is not None}
+    merged = {**schema_defaults("ct_series"), "use_contrast_tag": True, **given}
+    return {
+        "max_slice_thickness_mm": float(merged["max_slice_thickness_mm"]),
+        "min_slices": int(merged["min_slices"]),
+        "exclude_patterns": list(merged["exclude_patterns"]),
+        "use_contrast_tag": bool(merged["use_contrast_tag"]),
+    }
+
+
 def rank_series(table: pd.DataFrame, **rules: Any) -> tuple[list[int], dict[str, str]]:
     """Row indices of the candidates, best first, and ``series_dir -> reason`` for every rejected
     series. ``rules``: the keyword arguments of :func:`select_series`."""
-    max_t = float(rules.get("max_slice_thickness_mm", 1.5))
-    min_n = int(rules.get("min_slices", 64))
-    pats = rules.get("exclude_patterns", None)
-    pats = DEFAULT_EXCLUDE_PATTERNS if pats is None else list(pats)
+    rules = selection_rules(**rules)
+    max_t, min_n = rules["max_slice_thickness_mm"], rules["min_slices"]
     try:
-        compiled = [re.compile(p, re.IGNORECASE) for p in pats]
+        compiled = [re.compile(p, re.IGNORECASE) for p in rules["exclude_patterns"]]
     except re.error as exc:
         raise IngestError(f"CT series rules: invalid exclude pattern ({exc}).") from exc
-    use_tag = bool(rules.get("use_contrast_tag", True))
+    use_tag = rules["use_contrast_tag"]
     reasons: dict[str, str] = {}
     candidates: list[int] = []
     for idx, row in table.iterrows():
@@ -336,8 +334,8 @@ def rank_series(table: pd.DataFrame, **rules: Any) -> tuple[list[int], dict[str,
 def select_series(
     table: pd.DataFrame,
     *,
-    max_slice_thickness_mm: float = 1.5,
-    min_slices: int = 64,
+    max_slice_thickness_mm: float | None = None,
+    min_slices: int | None = None,
     exclude_patterns: Iterable[str] | None = None,
     use_contrast_tag: bool = True,
 ) -> tuple[pd.Series, dict[str, str]]:
@@ -345,11 +343,12 @@ def select_series(
 
     A series is rejected when its slice thickness is unknown or > ``max_slice_thickness_mm``,
     it has fewer than ``min_slices`` files, it is not CT or multi-frame, one of
-    ``exclude_patterns`` (regexes, case-insensitive; default :data:`DEFAULT_EXCLUDE_PATTERNS`)
+    ``exclude_patterns`` (regexes, case-insensitive)
     matches its description, folder name, convolution kernel or ImageType (after phrases such as
     "PRE CONTRAST"/"non-contrast" were rewritten to "plain", see :data:`NON_CONTRAST_PHRASES`),
     or (``use_contrast_tag``) its ContrastBolusAgent is set to an agent.
     Among the candidates the one with the most slices wins; ties: thinner, then folder name.
+    Rules not given are the config schema's ``ct_series`` defaults.
 
     Returns ``(row, reasons)``: the chosen table row and ``series_dir -> reason`` for every
     OTHER series (rejections, or "candidate, not chosen: ..."). Raises :class:`IngestError`
@@ -358,18 +357,18 @@ def select_series(
     if table is None or len(table) == 0:
         raise IngestError("CT series selection: the study has no series.")
     table = table.reset_index(drop=True)
-    candidates, reasons = rank_series(
-        table,
+    rules = selection_rules(
         max_slice_thickness_mm=max_slice_thickness_mm,
         min_slices=min_slices,
         exclude_patterns=exclude_patterns,
         use_contrast_tag=use_contrast_tag,
     )
+    candidates, reasons = rank_series(table, **rules)
     if not candidates:
         listing = "\n".join(f"  - {k}: {v}" for k, v in reasons.items())
         raise IngestError(
             "CT series selection: no series qualifies (need slice thickness <= "
-            f"{max_slice_thickness_mm:g} mm, >= {min_slices} slices, plain, non-bone). "
+            f"{rules['max_slice_thickness_mm']:g} mm, >= {rules['min_slices']} slices, plain, non-bone). "
             f"Rejected:\n{listing}\n"
             "Relax ct_series.max_slice_thickness_mm / min_slices / exclude_patterns in the "
             "config, or leave this study out."

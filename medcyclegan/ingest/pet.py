@@ -2,13 +2,13 @@
 
 OASIS-3 PET files are raw dynamic 4D NIfTI (``petN/[NIFTI/]sub-..._acq-PIB_pet.nii.gz``). A static
 image is made by summing the frames of the tracer's protocol window (minutes after injection,
-config ``pet.windows_min``: PIB 30-60, AV45 50-70, FDG 30-60):
+config ``pet.windows_min``):
 
 * frame timing comes from the JSON sidecar (:mod:`~medcyclegan.ingest.pet_timing`);
 * with timing: the frames lying entirely inside the window (1 s tolerance) are used, and they must
   cover at least ``min_window_coverage`` of the window (else :class:`IngestError`);
 * without timing: a frame-index window (``fallback_frames``, a Python slice ``(start, stop)``,
-  negatives counting from the end; default the last 4 frames) is used, and ``info`` says so.
+  negatives counting from the end) is used, and ``info`` says so.
 
 Summation: a PLAIN sum of the selected frames' voxel values (not weighted by frame duration),
 which is how the static images are made from the frames here; the absolute scale does not
@@ -36,21 +36,19 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
+from medcyclegan.config.validation import schema_defaults
 from medcyclegan.ingest import IngestError, geometry_info
 from medcyclegan.ingest.nifti import check_complete, check_itk_agrees, check_nifti_dtype, nifti_affine_lps
 from medcyclegan.ingest.oasis import find_session_image, load_sidecar, parse_session_name, session_fields
 from medcyclegan.ingest.pet_timing import TOLERANCE_S, frame_timing
 
 __all__ = [
-    "DEFAULT_WINDOWS_MIN",
     "tracer_of",
     "select_frames",
     "sum_pet",
     "ingest_pet_session",
 ]
 
-DEFAULT_WINDOWS_MIN = {"PIB": (30.0, 60.0), "AV45": (50.0, 70.0), "FDG": (30.0, 60.0)}
-DEFAULT_FALLBACK_FRAMES = (-4, None)
 
 # --------------------------------------------------------------------------------------------
 # tracer
@@ -194,8 +192,8 @@ def select_frames(
     timing: pd.DataFrame | None,
     n_frames: int,
     window_min: Sequence[float] | None,
-    fallback_frames: Sequence[int | None] = DEFAULT_FALLBACK_FRAMES,
-    min_window_coverage: float = 0.5,
+    fallback_frames: Sequence[int | None] | None = None,
+    min_window_coverage: float | None = None,
     *,
     tolerance_s: float = TOLERANCE_S,
 ) -> tuple[list[int], str]:
@@ -205,7 +203,11 @@ def select_frames(
     lying entirely inside ``window_min = (start, end)`` minutes, with ``tolerance_s``; their
     summed duration must be >= ``min_window_coverage`` x the window length, else
     :class:`IngestError`. Without timing: ``range(n_frames)[slice(*fallback_frames)]``.
+    Settings not given are the config schema's ``pet`` defaults.
     """
+    defaults = schema_defaults("pet")
+    fallback_frames = defaults["fallback_frames"] if fallback_frames is None else fallback_frames
+    min_window_coverage = defaults["min_window_coverage"] if min_window_coverage is None else min_window_coverage
     n_frames = int(n_frames)
     if n_frames < 1:
         raise IngestError(f"PET has {n_frames} frames.")
@@ -219,9 +221,8 @@ def select_frames(
 # --------------------------------------------------------------------------------------------
 
 
-def _window_for(tracer: str, windows_min: Mapping[str, Sequence[float]] | None):
-    windows = windows_min if windows_min is not None else DEFAULT_WINDOWS_MIN
-    for key, value in windows.items():
+def _window_for(tracer: str, windows_min: Mapping[str, Sequence[float]]):
+    for key, value in windows_min.items():
         if normalise_tracer(key) == normalise_tracer(tracer):
             return [float(v) for v in value]
     return None
@@ -240,8 +241,8 @@ def sum_pet(
     sidecar: Mapping[str, Any] | str | os.PathLike | None,
     tracer: str,
     windows_min: Mapping[str, Sequence[float]] | None = None,
-    fallback_frames: Sequence[int | None] = DEFAULT_FALLBACK_FRAMES,
-    min_window_coverage: float = 0.5,
+    fallback_frames: Sequence[int | None] | None = None,
+    min_window_coverage: float | None = None,
 ) -> tuple[sitk.Image, dict[str, Any]]:
     """Static PET image: the plain sum of the frames selected for ``tracer`` (see module doc).
 
@@ -250,7 +251,12 @@ def sum_pet(
     ``rule_used`` ("static"/"window"/"fallback"), ``window_min``, ``timing_source``,
     ``window_coverage``, ``frames_used`` (list of ``{index, start_s, end_s, duration_s}``, times
     None without timing), ``summation``, geometry and ``value_min``/``value_max``.
+    Settings not given are the config schema's ``pet`` defaults.
     """
+    defaults = schema_defaults("pet")
+    windows_min = defaults["windows_min"] if windows_min is None else windows_min
+    fallback_frames = defaults["fallback_frames"] if fallback_frames is None else fallback_frames
+    min_window_coverage = defaults["min_window_coverage"] if min_window_coverage is None else min_window_coverage
     p = Path(path)
     if not p.is_file():
         raise IngestError(f"{p}: PET NIfTI file does not exist.")
@@ -333,7 +339,7 @@ def _sum_frames(p, nimg, shape, sidecar, tracer, windows_min, fallback_frames, m
             if timing is not None and window is None:
                 raise IngestError(
                     f"no summation window configured for tracer '{tracer}' (pet.windows_min has "
-                    f"{sorted((windows_min or DEFAULT_WINDOWS_MIN).keys())}). Add one."
+                    f"{sorted(windows_min)}). Add one."
                 )
             idx, reason = select_frames(timing, n, window, fallback_frames, min_window_coverage)
         except IngestError as exc:
@@ -364,8 +370,8 @@ def _sum_frames(p, nimg, shape, sidecar, tracer, windows_min, fallback_frames, m
 def ingest_pet_session(
     session_dir: str | os.PathLike,
     windows_min: Mapping[str, Sequence[float]] | None = None,
-    fallback_frames: Sequence[int | None] = DEFAULT_FALLBACK_FRAMES,
-    min_window_coverage: float = 0.5,
+    fallback_frames: Sequence[int | None] | None = None,
+    min_window_coverage: float | None = None,
 ) -> tuple[sitk.Image, dict[str, Any]]:
     """Ingest one OASIS-3 PET session: find the PET file, its sidecar and tracer, sum the frames.
 

@@ -166,13 +166,13 @@ def pet_session(root: Path, subject: str, *, tracer="PIB", day="d0200", timing="
 def run_volume(tmp: Path, modality: str, source: Path, volume: str, *, reject_cfg=REJECT, mask_cfg=None):
     """Run ingest and preprocess on one input as the workflow does and the rejected table over
     it. Returns (rejected.csv rows as a DataFrame, the volume's info JSON)."""
-    from medcyclegan.workflow import jobs as pipeline
+    from medcyclegan.workflow import jobs
 
     out = tmp / "results"
     vol = out / f"volumes/{modality}/{volume}.nii.gz"
     info = out / f"volumes/{modality}/{volume}.json"
     npz = out / f"slices/{modality}/{volume}.npz"
-    pipeline.ingest(
+    jobs.ingest(
         modality,
         str(source),
         volume,
@@ -183,7 +183,7 @@ def run_volume(tmp: Path, modality: str, source: Path, volume: str, *, reject_cf
         pet=PET_CFG if modality == "pet" else None,
         reject_cfg=reject_cfg,
     )
-    pipeline.preprocess(
+    jobs.preprocess(
         modality,
         volume,
         str(vol),
@@ -195,7 +195,7 @@ def run_volume(tmp: Path, modality: str, source: Path, volume: str, *, reject_cf
         intensity_cfg=INTENSITY,
         reject_cfg=reject_cfg,
     )
-    pipeline.rejected_table(
+    jobs.rejected_table(
         [str(npz)], str(out / "qc/rejected.csv"), info_paths=[str(info)], out_fixes=str(out / "qc/fixes.csv")
     )
     return pd.read_csv(out / "qc/rejected.csv", keep_default_na=False), json.loads(info.read_text())

@@ -84,3 +84,19 @@ def test_with_defaults_fills_missing_sections_only(config):
     del record["reject"]
     full = with_defaults(record)
     assert full["reject"] == validate_config({})["reject"] and full["masking"]["threshold_scale"] == 0.3
+
+
+def test_library_functions_called_without_settings_use_the_schema_defaults():
+    """No default is written twice: the ingest functions' own defaults are read from the schema."""
+    from medcyclegan.ingest.ct_series import selection_rules
+    from medcyclegan.ingest.pet import select_frames
+
+    props = load_schema()["properties"]
+    ct_defaults = {key: sub["default"] for key, sub in props["ct_series"]["properties"].items()}
+    rules = selection_rules()
+    assert {key: rules[key] for key in ct_defaults} == ct_defaults
+    assert selection_rules(min_slices=7)["min_slices"] == 7
+
+    fallback = props["pet"]["properties"]["fallback_frames"]["default"]
+    frames, _ = select_frames(None, 12, None)
+    assert frames == list(range(12))[slice(*fallback)]

@@ -54,13 +54,13 @@ def test_canonical_ct_is_whole_hu_int16_within_half_a_hu_of_the_resampled_float(
     """The canonical CT on disk is int16 HU: the float resampling rounded, nothing else changed."""
     from medcyclegan.preprocessing.geometry import to_canonical
     from medcyclegan.testing.hostile_data import CT_RULES, write_ct
-    from medcyclegan.workflow import jobs as pipeline
+    from medcyclegan.workflow import jobs
 
     study = tmp_path / "CQ500-CT-1"
     write_ct(study / "CT PLAIN", n=40, size=48, spacing=2.7, thickness=2.5)
     out = tmp_path / "out.nii.gz"
     spacing = [2.0, 2.0, 2.0]
-    pipeline.ingest(
+    jobs.ingest(
         "ct", str(study), "CQ500-CT-1", str(out), str(tmp_path / "out.json"), spacing_mm=spacing, ct_series=CT_RULES
     )
     assert json.loads((tmp_path / "out.json").read_text())["status"] == "ok"

@@ -88,14 +88,14 @@ def test_rejection_scrub_keeps_paths_of_public_ids():
 def test_unexpected_error_is_not_rejected_but_fails(tmp_path, monkeypatch):
     """Bugs must fail loudly: only BadInput becomes a rejection row."""
     from medcyclegan.ingest import volume as raw_volume
-    from medcyclegan.workflow import jobs as pipeline
+    from medcyclegan.workflow import jobs
 
     def boom(*a, **k):
         raise KeyError("a bug")
 
     monkeypatch.setattr(raw_volume, "read_volume", boom)
     with pytest.raises(KeyError):
-        pipeline.ingest(
+        jobs.ingest(
             "ct",
             str(tmp_path),
             "CQ500-CT-1",
