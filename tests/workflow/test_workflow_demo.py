@@ -176,3 +176,13 @@ def test_killed_training_job_resumes_when_the_command_is_rerun(demo_run):
     )
     assert summary["resumed_from"] == saved[-1] and summary["steps"] == 2000
     assert summary["steps_this_run"] == 2000 - saved[-1]
+
+
+def test_default_target_plans_the_evaluation_of_both_tasks(tmp_path):
+    """`snakemake` with no target builds the evaluation too, so `snakemake --report` has an
+    Evaluation section (the metrics table and figure are report items of that category)."""
+    write_config(tmp_path, TINY_DEMO)
+    jobs = scheduled_jobs(snakemake(tmp_path, "-n").stdout)
+    assert jobs.get("metrics") == 2 and jobs.get("evaluation_figure") == 2, jobs
+    assert jobs.get("train") == 2 and jobs.get("synthesize", 0) >= 2, jobs
+    assert "model_preprocessing" not in jobs  # the model folder carries its preprocessing record
