@@ -27,6 +27,12 @@ def schema_path() -> Path:
 
 
 def load_schema() -> dict:
+    """The config schema (a copy: callers may change it)."""
+    return copy.deepcopy(_parsed_schema())
+
+
+@functools.lru_cache(maxsize=1)
+def _parsed_schema() -> dict:
     return yaml.safe_load(schema_path().read_text())
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from medcyclegan.config.tasks import TASKS
-from medcyclegan.inference.runtime import MANIFEST_FILE
+from medcyclegan.inference.runtime import MANIFEST_FILE, PREPROCESSING_FILE
 from medcyclegan.io import atomic as io
 
 
@@ -132,8 +132,6 @@ def export_models(
     export_generator(g_src2ct, model_dir / names["to_ct"], image_size, tiled)
     export_generator(g_ct2src, model_dir / names["from_ct"], image_size, tiled)
     if preprocessing is not None:
-        from medcyclegan.inference.predict import write_preprocessing
-
         write_preprocessing(model_dir, preprocessing)
     manifest = model_manifest(task, names, image_size, step, ct_value_range, fingerprint, tiled)
     io.write_text(model_dir / MANIFEST_FILE, json.dumps(manifest, indent=2))
@@ -170,3 +168,10 @@ def model_manifest(task: str, names: dict, image_size: int, step: int, ct_value_
         },
         "load_with": "tf.saved_model.load(path).serve(x)  or  keras.layers.TFSMLayer(path, call_endpoint='serve')",
     }
+
+
+def write_preprocessing(model_dir, record: dict) -> Path:
+    """Keep ``record`` (:func:`~medcyclegan.config.settings.modality_settings`) in the model folder."""
+    path = Path(model_dir) / PREPROCESSING_FILE
+    io.write_json(path, record)
+    return path

@@ -11,38 +11,15 @@ same message (:class:`~medcyclegan.errors.BadInput`).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from medcyclegan.config.settings import ingest_settings, preprocess_settings, with_defaults
+from medcyclegan.config.settings import ingest_settings, preprocess_settings
+from medcyclegan.inference.runtime import load_preprocessing
 from medcyclegan.inference.synthesis import synthesize_preprocessed
 from medcyclegan.ingest.volume import read_plausible_volume
-from medcyclegan.io import atomic as io
 from medcyclegan.preprocessing.volume import canonical_image, preprocess_plausible
-
-PREPROCESSING_FILE = "preprocessing.json"
-
-
-def write_preprocessing(model_dir, record: dict) -> Path:
-    """Keep ``record`` (:func:`~medcyclegan.config.settings.modality_settings`) in the model folder."""
-    path = Path(model_dir) / PREPROCESSING_FILE
-    io.write_json(path, record)
-    return path
-
-
-def load_preprocessing(model_dir, override=None) -> dict:
-    """The model's preprocessing record: ``override`` if given, else ``model_dir/preprocessing.json``;
-    sections it lacks get the config schema's defaults."""
-    path = Path(override) if override else Path(model_dir) / PREPROCESSING_FILE
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"no preprocessing record ({path}). The workflow writes it into the model folder when it "
-            f"trains; otherwise pass --preprocessing with a JSON written by "
-            f"medcyclegan.config.settings.modality_settings."
-        )
-    return with_defaults(json.loads(path.read_text()))
 
 
 def preprocess_input(input_path, settings: dict, tracer: str | None = None):

@@ -1,7 +1,8 @@
 """Running exported generators: the TensorFlow set-up of a job and loading a model folder.
 
 A model folder holds ``manifest.json`` (what each SavedModel translates, its input size and the CT
-value range) and one SavedModel per direction, each with a ``serve`` endpoint.
+value range), one SavedModel per direction, each with a ``serve`` endpoint, and
+``preprocessing.json`` (how its training slices were made).
 """
 
 from __future__ import annotations
@@ -12,8 +13,23 @@ from pathlib import Path
 import numpy as np
 
 from medcyclegan.config.resources import available_cores
+from medcyclegan.config.settings import with_defaults
 
 MANIFEST_FILE = "manifest.json"
+PREPROCESSING_FILE = "preprocessing.json"
+
+
+def load_preprocessing(model_dir, override=None) -> dict:
+    """The model's preprocessing record: ``override`` if given, else ``model_dir/preprocessing.json``;
+    sections it lacks get the config schema's defaults."""
+    path = Path(override) if override else Path(model_dir) / PREPROCESSING_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no preprocessing record ({path}). The workflow writes it into the model folder when it "
+            f"trains; a model trained before that kept it next to the folder: pass --preprocessing "
+            f"results/<task>/preprocessing.json, or a JSON of medcyclegan.config.settings.modality_settings."
+        )
+    return with_defaults(json.loads(path.read_text()))
 
 
 def configure_tensorflow(threads: int | None = None) -> list:

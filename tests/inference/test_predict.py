@@ -13,6 +13,8 @@ from medcyclegan.config.settings import ingest_settings, modality_settings, prep
 from medcyclegan.config.validation import validate_config
 from medcyclegan.errors import BadInput
 from medcyclegan.inference import predict
+from medcyclegan.inference.export import write_preprocessing
+from medcyclegan.inference.runtime import load_preprocessing
 from medcyclegan.testing.phantoms import MARKER_RAS, affine_for, identity_generator, marker_world, phantom
 from medcyclegan.testing.workflow import ROOT
 
@@ -27,7 +29,7 @@ def model_folder(path: Path, task: str, modality: str) -> Path:
     (path / "manifest.json").write_text(
         json.dumps({"task": task, "source_modality": modality, "step": 0, "ct_value_range": [-1024.0, 3000.0]})
     )
-    predict.write_preprocessing(path, modality_settings(shipped_config(), modality))
+    write_preprocessing(path, modality_settings(shipped_config(), modality))
     return path
 
 
@@ -137,7 +139,7 @@ def test_too_small_field_of_view_and_head_are_refused(tmp_path, fake_model):
 def test_missing_preprocessing_record_is_a_clear_error(tmp_path):
     (tmp_path / "manifest.json").write_text("{}")
     with pytest.raises(FileNotFoundError, match="preprocessing record"):
-        predict.load_preprocessing(tmp_path)
+        load_preprocessing(tmp_path)
 
 
 def test_record_without_a_section_gets_the_schema_default(tmp_path, fake_model):
@@ -145,7 +147,7 @@ def test_record_without_a_section_gets_the_schema_default(tmp_path, fake_model):
     del record["reject"]
     old = tmp_path / "old.json"
     old.write_text(json.dumps(record))
-    loaded = predict.load_preprocessing(fake_model, override=old)
+    loaded = load_preprocessing(fake_model, override=old)
     assert loaded["reject"] == validate_config({})["reject"] and loaded["masking"] == record["masking"]
 
 
