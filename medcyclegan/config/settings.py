@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 
-from medcyclegan.config.validation import validate_config
+from medcyclegan.config.validation import default_config
 
 MODALITIES = ("ct", "mr", "pet")
 
@@ -68,6 +68,11 @@ def preprocess_settings(settings: dict) -> dict:
 
 
 def with_defaults(record: dict) -> dict:
-    """A stored record completed with the schema's defaults for the sections it lacks (a record
-    written before a section existed, e.g. without ``reject``); the record's own sections win."""
-    return {**modality_settings(validate_config({}), record["modality"]), **record}
+    """A stored record completed with the schema's defaults for whatever it lacks (a record
+    written before a section or key existed, e.g. without ``reject``); the record's values win."""
+    full = modality_settings(default_config(), record["modality"])
+    for key, value in record.items():
+        # key by key inside a section, as the schema fills a config (a stored mapping such as
+        # pet.windows_min is kept whole, never merged with the default one)
+        full[key] = {**full[key], **value} if isinstance(value, dict) and isinstance(full.get(key), dict) else value
+    return full

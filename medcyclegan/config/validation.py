@@ -67,6 +67,11 @@ def _default_config() -> dict:
     return validate_config({}, source="the schema's defaults")
 
 
+def default_config() -> dict:
+    """The whole config of the schema's defaults (a copy)."""
+    return copy.deepcopy(_default_config())
+
+
 def schema_defaults(section: str) -> dict:
     """The schema's default settings of one top-level section (a copy): what a library function
     uses when its caller gives no settings, so that no default is written twice."""

@@ -123,9 +123,9 @@ def _fmt_frames(timing: pd.DataFrame, idx: Sequence[int] | None = None, limit: i
     return "[" + ", ".join(parts) + "] min"
 
 
-def _fallback_frames(n_frames: int, fallback_frames: Sequence[int | None] | None) -> tuple[list[int], str]:
+def _fallback_frames(n_frames: int, fallback_frames: Sequence[int | None]) -> tuple[list[int], str]:
     """Without frame timing: ``range(n_frames)[slice(*fallback_frames)]``."""
-    fb = list(fallback_frames) if fallback_frames is not None else [None, None]
+    fb = list(fallback_frames)
     if len(fb) != 2:
         raise IngestError(f"fallback_frames must be (start, stop), got {fallback_frames!r}.")
     sl = slice(*(None if v is None else int(v) for v in fb))

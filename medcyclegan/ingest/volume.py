@@ -82,7 +82,8 @@ def check_plausible(modality: str, img: sitk.Image, info: dict, cfg: dict, *, wh
     """Checks every modality passes before anything is written; returns notes of documented fixes.
 
     A volume whose field of view is smaller than ``reject.min_extent_mm`` along an axis cannot
-    hold a head; a constant volume (e.g. all zero) holds no image; CT values must be Hounsfield
+    hold a head; NaN or infinite values mean a broken file; a constant volume (e.g. all zero)
+    holds no image; CT values must be Hounsfield
     units (:func:`medcyclegan.ingest.ct.check_hu_plausible`).
     """
     from medcyclegan.ingest.ct import check_hu_plausible
@@ -96,6 +97,11 @@ def check_plausible(modality: str, img: sitk.Image, info: dict, cfg: dict, *, wh
             f"Check that the right file was exported, or lower reject.min_extent_mm."
         )
     arr = sitk.GetArrayViewFromImage(img)
+    if not np.isfinite(arr).all():
+        raise BadInput(
+            f"{where}: the image holds NaN or infinite values: a failed conversion or a corrupt file. "
+            f"Re-export or re-convert the scan, or leave it out."
+        )
     lo, hi = float(arr.min()), float(arr.max())
     if lo == hi:
         raise BadInput(

@@ -13,6 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
+PARTIAL_PREFIX = ".partial-"
+
+
+def is_partial(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is an unfinished writer's temporary (never data to read)."""
+    return Path(path).name.startswith(PARTIAL_PREFIX)
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
@@ -21,7 +28,7 @@ def atomic_path(path: str | os.PathLike):
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_partials(path)
     # keep the suffixes so libraries that dispatch on extension (.nii.gz, .npz, .png) still work
-    tmp = path.with_name(f".partial-{os.getpid()}-{path.name}")
+    tmp = path.with_name(f"{PARTIAL_PREFIX}{os.getpid()}-{path.name}")
     try:
         yield tmp
         os.replace(tmp, path)
@@ -33,8 +40,8 @@ def atomic_path(path: str | os.PathLike):
 def _remove_stale_partials(path: Path) -> None:
     """Delete temporary files left next to ``path`` by writers that were killed (their process
     is gone), so killed jobs do not pile up half-written data."""
-    for tmp in path.parent.glob(f".partial-*-{path.name}"):
-        pid = tmp.name[len(".partial-") :].split("-", 1)[0]
+    for tmp in path.parent.glob(f"{PARTIAL_PREFIX}*-{path.name}"):
+        pid = tmp.name[len(PARTIAL_PREFIX) :].split("-", 1)[0]
         if not pid.isdigit() or int(pid) == os.getpid():
             continue
         try:

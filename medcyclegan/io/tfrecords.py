@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medcyclegan.io.atomic import atomic_path
+from medcyclegan.io.atomic import atomic_path, is_partial
 
 FEATURE_NAMES = (
     "image",
@@ -139,8 +139,7 @@ def tfrecord_files(path: str | os.PathLike | Sequence) -> list[str]:
         return [f for p in path for f in tfrecord_files(p)]
     p = Path(path)
     if p.is_dir():
-        # an unfinished shard (atomic_path's ``.partial-*`` temporary) is not part of the data
-        return sorted(str(x) for x in p.glob("*.tfrecord") if not x.name.startswith(".partial-"))
+        return sorted(str(x) for x in p.glob("*.tfrecord") if not is_partial(x))  # unfinished shards aside
     return [str(p)]
 
 

@@ -100,3 +100,17 @@ def test_library_functions_called_without_settings_use_the_schema_defaults():
     fallback = props["pet"]["properties"]["fallback_frames"]["default"]
     frames, _ = select_frames(None, 12, None)
     assert frames == list(range(12))[slice(*fallback)]
+
+
+def test_a_stored_record_missing_keys_gets_them_from_the_schema():
+    """A record with a partial section (e.g. ``pet`` with its windows only) keeps its own values
+    and takes every missing key from the schema, section by section."""
+    record = {"modality": "pet", "pet": {"windows_min": {"PIB": [40, 60]}}}
+    full = with_defaults(record)
+    props = load_schema()["properties"]["pet"]["properties"]
+    assert full["pet"]["windows_min"] == {"PIB": [40, 60]}
+    assert full["pet"]["fallback_frames"] == props["fallback_frames"]["default"]
+    assert (
+        full["reject"]["min_head_volume_ml"]
+        == load_schema()["properties"]["reject"]["properties"]["min_head_volume_ml"]["default"]
+    )
