@@ -50,9 +50,20 @@ def test_imports_point_down_the_stages():
         if stage == "__init__" or stage in SIDE:
             continue
         for line, target in imported_stages(ast.parse(path.read_text())):
-            if target in SIDE or rank.get(target, -1) > rank[stage]:
+            if target not in rank or rank[target] > rank[stage]:  # a side package, or a stage above
                 wrong.append(f"{path.relative_to(ROOT)}:{line}: {stage} imports {target}")
     assert not wrong, "imports must point down the stages:\n" + "\n".join(wrong)
+
+
+def test_the_demo_data_uses_only_the_writers():
+    """demo/ writes raw data in the real layouts; it must not borrow the code that reads them."""
+    used = {
+        target
+        for path in package_modules()
+        if stage_of(path) == "demo"
+        for _, target in imported_stages(ast.parse(path.read_text()))
+    }
+    assert used <= {"demo", "io", "errors"}, used
 
 
 def test_every_module_belongs_to_a_stage_or_the_side():
