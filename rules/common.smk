@@ -1,4 +1,5 @@
 # Shared helpers: config validation, data discovery (folder names only) and target lists.
+import functools
 import sys
 from pathlib import Path
 
@@ -33,8 +34,10 @@ def using_demo(modality):
     return not config["data"][f"{modality}_dir"] and not synthrad_volumes(modality)
 
 
+@functools.cache
 def synthrad_volumes(modality):
-    """SynthRAD2023 Task 1 brain patients (data.synthrad_dir): id -> folder, for MR and CT."""
+    """SynthRAD2023 Task 1 brain patients (data.synthrad_dir): id -> folder, for MR and CT.
+    The folder is listed once per run (using_demo asks for every target and job)."""
     root = config["data"]["synthrad_dir"]
     if not root or modality not in ("mr", "ct"):
         return {}
