@@ -13,14 +13,16 @@ from medcyclegan.config.validation import ConfigError, validate_config
 from medcyclegan.ingest import discovery
 from medcyclegan.preprocessing.split import volumes_in
 
+TASK_TRAINING = TaskConfigs(config["training"])  # each task's merged training settings, computed once
 try:
     validate_config(config, source="config")
-except ConfigError as err:
+    for _task in TASKS:  # per-task overrides are checked at start-up too, not when a job needs them
+        TASK_TRAINING(_task)
+except (ConfigError, ValueError) as err:
     raise WorkflowError(str(err)) from None
 
 RESULTS = config["results_dir"]
 DEMO = f"{RESULTS}/demo"
-TASK_TRAINING = TaskConfigs(config["training"])  # each task's merged training settings, computed once
 
 
 wildcard_constraints:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import copy
 import math
 
-from medcyclegan.config.validation import deep_update, fill_and_validate, section_schema
+from medcyclegan.config.coercion import command_line_hint
+from medcyclegan.config.validation import deep_update, fill_and_validate, load_schema, section_schema
 
 #: task -> source modality (each task trains both directions between the source and CT)
 TASKS = {"mr2ct": "mr", "pet2ct": "pet"}
@@ -54,7 +55,13 @@ def task_config(training: dict, task: str) -> dict:
         key = ".".join(str(p) for p in error.absolute_path)
         overridden = error.absolute_path and error.absolute_path[0] in overrides
         where = f"training.tasks.{task}.{key}" if overridden else f"training.{key}"
-        raise ValueError(f"invalid training config for task {task}: {where}: {error.message}")
+        hint = ""
+        if overridden and isinstance(error.instance, str):
+            path = ["training", "tasks", task, *error.absolute_path]
+            hint = (
+                f" (on the command line: {command_line_hint(path, load_schema(), ['training', *error.absolute_path])})"
+            )
+        raise ValueError(f"invalid training config for task {task}: {where}: {error.message}{hint}")
     merged.pop("tasks", None)  # filled back in by the validation
     check_cross_keys(merged)
     return merged

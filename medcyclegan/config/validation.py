@@ -15,6 +15,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from medcyclegan.config.coercion import coerce_config, command_line_hint
+
 SCHEMA_RESOURCE = "config/config.schema.yaml"
 
 
@@ -51,14 +53,20 @@ def _with_defaults(validator_class):
 
 
 def validate_config(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
-    """Validate ``config`` in place (filling defaults) and return it.
+    """Validate ``config`` in place (typing command-line strings, filling defaults) and return it.
 
     Raises ConfigError with one line per problem, the first being the most specific.
     """
-    best = fill_and_validate(config, load_schema())
+    schema = load_schema()
+    coerce_config(config, schema)
+    best = fill_and_validate(config, schema)
     if best is not None:
-        where = ".".join(str(p) for p in best.absolute_path) or "(top level)"
-        raise ConfigError(f"invalid {source}: {where}: {best.message}")
+        path = list(best.absolute_path)
+        where = ".".join(str(p) for p in path) or "(top level)"
+        hint = ""
+        if path and isinstance(best.instance, str):  # typically a value typed on the command line
+            hint = f" (on the command line: {command_line_hint(path, schema)})"
+        raise ConfigError(f"invalid {source}: {where}: {best.message}{hint}")
     return config
 
 
