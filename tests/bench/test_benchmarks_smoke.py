@@ -1,6 +1,7 @@
 """Cheap checks behind the benchmarks (the benchmark smoke runs themselves are in .ci/run):
 the faster head-mask morphology gives exactly the whole-array results, and the DAG benchmark
-reads Snakemake's job table and sees every file a command opens."""
+reads Snakemake's job table and sees every file a command opens, and the planning benchmark
+recognises a TensorFlow-family import."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from medcyclegan.bench import dag
+from medcyclegan.bench import dag, planning
 from medcyclegan.preprocessing import masking
 
 
@@ -51,3 +52,12 @@ def test_files_opened_sees_a_read_file_but_not_a_listed_folder(tmp_path):
     listing = [sys.executable, "-c", f"import os; list(os.walk({str(tmp_path / 'raw')!r}))"]
     assert dag.files_opened(read, [str(tmp_path / "raw")], log) == [str(image)]
     assert dag.files_opened(listing, [str(tmp_path / "raw")], log) == []
+
+
+def test_heavy_modules_found_in_importtime_output():
+    import subprocess
+
+    code = "import json, tensorboard.version"
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True, check=True)
+    assert "tensorboard.version" in planning.heavy_modules(proc.stderr)
+    assert "json" not in planning.heavy_modules(proc.stderr)
