@@ -52,7 +52,7 @@ class How:
 DRY = (("snakemake ", "snakemake -n "),)
 
 COMMANDS: dict[str, How] = {
-    "sudo apt-get install python3-venv graphviz": How(
+    "sudo apt-get install python3-venv graphviz chromium chromium-driver": How(
         "not run: needs root and the network; .ci/run installs these Debian packages on a clean machine", run=False
     ),
     QUICK_START: How(
