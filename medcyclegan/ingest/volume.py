@@ -2,7 +2,7 @@
 job and ``medcyclegan predict`` share.
 
 :func:`read_volume` picks the reader for the source (CQ500 study, OASIS-3 session, SynthRAD2023
-patient folder, or one MR/PET NIfTI file); :func:`check_plausible` holds the checks every
+patient folder, one MR/PET NIfTI file, or an MR/PET DICOM series or study folder); :func:`check_plausible` holds the checks every
 modality passes before anything is written; :func:`read_plausible_volume` does both.
 """
 
@@ -22,11 +22,12 @@ log = logging.getLogger("medcyclegan")
 def read_volume(modality: str, source, *, ct_series=None, pet=None, tracer: str | None = None):
     """(image in LPS, info) of one raw volume, on the scanner's grid (not resampled).
 
-    ``source``: a study/session/patient folder, or (MR, PET) a ``.nii``/``.nii.gz`` file;
+    ``source``: a study/session/patient folder, or (MR, PET) a ``.nii``/``.nii.gz`` file or a
+    folder of DICOM files (one series, or a study: :mod:`medcyclegan.ingest.dicom_series`);
     ``tracer`` only serves a dynamic PET file whose name and sidecar do not tell it.
     """
     from medcyclegan.ingest import ct as ct_ingest
-    from medcyclegan.ingest import oasis
+    from medcyclegan.ingest import dicom_series, oasis
     from medcyclegan.ingest import pet as pet_ingest
     from medcyclegan.ingest.synthrad import ingest as synthrad_ingest
     from medcyclegan.ingest.synthrad import is_patient_folder
@@ -35,6 +36,9 @@ def read_volume(modality: str, source, *, ct_series=None, pet=None, tracer: str 
         return synthrad_ingest(source, modality)
     if modality in ("mr", "pet") and _is_file(source):
         return read_nifti_file(modality, source, pet=pet, tracer=tracer)
+    if modality in ("mr", "pet") and dicom_series.is_dicom_folder(source):  # a hospital export
+        img, info = dicom_series.read_dicom_series(source, modality)
+        return img, {"modality": modality.upper(), **info}
     if modality == "ct":
         return ct_ingest.ingest_ct_study(source, ct_series)
     if modality == "mr":
