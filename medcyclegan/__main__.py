@@ -1,10 +1,10 @@
 """Command line: ``python -m medcyclegan predict --model DIR --input mr.nii.gz --output sct.nii.gz``.
 
-Applies a trained model to one MR or PET NIfTI that need not come from the workflow: the volume goes
+Applies a trained model to one MR or PET NIfTI or DICOM series that need not come from the workflow: the volume goes
 through the workflow's own ingest and preprocessing, with the settings stored in the model folder
 (``preprocessing.json``), is translated slice by slice, and the synthetic CT (HU, int16) is
-written on the input's own voxel grid. An input the workflow would reject is refused with its
-reason.
+written on the input's own voxel grid (NIfTI) and/or as a DICOM CT series for a planning system.
+An input the workflow would reject is refused with its reason.
 """
 
 from __future__ import annotations
@@ -20,12 +20,32 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     pr = sub.add_parser(
         "predict",
-        help="synthetic CT from one MR/PET NIfTI",
-        description="Synthetic CT from one MR or PET NIfTI, written with the input's shape and affine.",
+        help="synthetic CT from one MR/PET NIfTI or DICOM series",
+        description="Synthetic CT from one MR or PET NIfTI or DICOM series: NIfTI with the input's grid, "
+        "and/or a DICOM CT series.",
     )
     pr.add_argument("--model", required=True, help="exported model folder, e.g. results/mr2ct/model")
-    pr.add_argument("--input", required=True, help="MR or PET NIfTI (.nii or .nii.gz); a dynamic 4D PET is summed")
-    pr.add_argument("--output", required=True, help="synthetic CT NIfTI to write")
+    pr.add_argument(
+        "--input",
+        required=True,
+        help="MR or PET NIfTI (.nii or .nii.gz; a dynamic 4D PET is summed), or a folder of DICOM files "
+        "(one series, or a study: the T1-weighted series is chosen)",
+    )
+    pr.add_argument("--output", default=None, help="synthetic CT NIfTI to write")
+    pr.add_argument(
+        "--output-dicom",
+        default=None,
+        metavar="DIR",
+        help="also (or only) write the synthetic CT as a DICOM CT series in DIR, for a planning system; for a "
+        "DICOM input it carries the input's patient, study and frame of reference",
+    )
+    pr.add_argument(
+        "--full-head",
+        action="store_true",
+        help="translate every slice that holds head, also outside the cranial range the model was trained on",
+    )
+    pr.add_argument("--patient-id", default=None, help="PatientID of the DICOM series of a NIfTI input")
+    pr.add_argument("--patient-name", default=None, help="PatientName of the DICOM series of a NIfTI input")
     pr.add_argument(
         "--preprocessing",
         default=None,
@@ -51,12 +71,18 @@ def main(argv=None) -> int:
         from medcyclegan.inference.predict import predict
         from medcyclegan.inference.runtime import configure_tensorflow
 
+        if args.output is None and args.output_dicom is None:
+            print("error: give --output FILE.nii.gz, --output-dicom DIR, or both", file=sys.stderr)
+            return 2
         configure_tensorflow(args.threads)
         try:
             info = predict(
                 args.model,
                 args.input,
                 args.output,
+                output_dicom=args.output_dicom,
+                full_head=args.full_head,
+                patient={"patient_id": args.patient_id, "patient_name": args.patient_name},
                 preprocessing=args.preprocessing,
                 tracer=args.tracer,
                 batch_size=args.batch_size,
@@ -65,7 +91,7 @@ def main(argv=None) -> int:
         except (FileNotFoundError, BadInput, ValueError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
-        print(json.dumps({"output": args.output, **info}))
+        print(json.dumps({"output": args.output, "output_dicom": args.output_dicom, **info}))
     return 0
 
 

@@ -168,6 +168,33 @@ rule predict_volume:
     params:
         batch_size=config["evaluation"]["batch_size"],
         flip_average=config["evaluation"]["flip_average"],
+        full_head=config["predict"]["full_head"],
+    script:
+        "../workflow_scripts/predict_volume.py"
+
+
+rule predict_dicom:
+    # the same sCT as a DICOM CT series for a planning system (config predict.dicom); for a DICOM
+    # input it carries the input's patient, study and frame of reference (opt-in identity)
+    input:
+        model=f"{RESULTS}/{{task}}/model",
+        volume=lambda w: byo_volumes(w.task)[w.name],
+    output:
+        directory(f"{RESULTS}/{{task}}/predict/{{name}}_dicom"),
+    log:
+        "logs/predict_dicom/{task}/{name}.log",
+    benchmark:
+        "logs/benchmarks/predict_dicom/{task}/{name}.tsv"
+    conda:
+        "../envs/medcyclegan.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=15,
+    params:
+        batch_size=config["evaluation"]["batch_size"],
+        flip_average=config["evaluation"]["flip_average"],
+        full_head=config["predict"]["full_head"],
     script:
         "../workflow_scripts/predict_volume.py"
 

@@ -52,4 +52,6 @@ def byo_volumes(task):
 
 
 def byo_targets():
-    return [f"{RESULTS}/{t}/predict/{n}.nii.gz" for t in TASKS for n in byo_volumes(t)]
+    """The NIfTI sCT of every listed volume, and its DICOM series when predict.dicom is on."""
+    kinds = [".nii.gz"] + (["_dicom"] if config["predict"]["dicom"] else [])
+    return [f"{RESULTS}/{t}/predict/{n}{kind}" for t in TASKS for n in byo_volumes(t) for kind in kinds]

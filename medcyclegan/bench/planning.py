@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,20 +24,21 @@ HEAVY = ("tensorflow", "keras", "tensorboard")
 TARGET = "results/mr2ct/examples.png"
 
 
-def dry_run_command(workdir: Path, *extra: str) -> list[str]:
+def snakemake_command(workdir: Path, *python_flags: str, dry_run: bool = True) -> list[str]:
+    """``snakemake [-n] TARGET`` in ``workdir`` (the target first: ``--configfile`` takes every word after it)."""
     return [
         sys.executable,
-        *extra,
+        *python_flags,
         "-m",
         "snakemake",
+        TARGET,
+        *(["-n"] if dry_run else []),
         "-s",
         str(REPO / "Snakefile"),
         "-d",
         str(workdir),
         "--configfile",
         str(workdir / "config.yaml"),
-        "-n",
-        TARGET,
     ]
 
 
@@ -56,17 +58,13 @@ def heavy_modules(importtime_output: str) -> list[str]:
 
 def heavy_imports(workdir: Path) -> list[str]:
     """The heavy modules the dry run imports."""
-    return heavy_modules(_checked(dry_run_command(workdir, "-X", "importtime"), workdir).stderr)
+    return heavy_modules(_checked(snakemake_command(workdir, "-X", "importtime"), workdir).stderr)
 
 
 def finish(workdir: Path, cores: int = 2) -> float:
     """Run the main target to completion (nothing happens when it is up to date); wall seconds."""
-    import time
-
     t0 = time.perf_counter()
-    cmd = dry_run_command(workdir)
-    cmd.remove("-n")
-    _checked([*cmd, "-j", str(cores)], workdir)
+    _checked([*snakemake_command(workdir, dry_run=False), "-j", str(cores)], workdir)
     return time.perf_counter() - t0
 
 
@@ -75,13 +73,13 @@ def run(workdir: str | Path, *, build: bool, repeats: int = 5) -> dict[str, Any]
     target to completion, so the dry run plans a finished workflow (nothing to do)."""
     workdir = Path(workdir).resolve()
     build_s = finish(workdir) if build else None
-    output = _checked(dry_run_command(workdir), workdir)
+    output = _checked(snakemake_command(workdir), workdir)
     finished = "Nothing to be done" in output.stdout + output.stderr
     if build and not finished:
         raise RuntimeError(f"the dry run after the build still has jobs to do:\n{output.stdout[-3000:]}")
     times = interleaved(
         {
-            "dry_run": lambda: _checked(dry_run_command(workdir), workdir),
+            "dry_run": lambda: _checked(snakemake_command(workdir), workdir),
             "import_snakemake": lambda: _checked([sys.executable, "-c", "import snakemake.api"], workdir),
         },
         repeats=repeats,

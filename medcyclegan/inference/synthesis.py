@@ -153,19 +153,54 @@ def as_image(array: np.ndarray, like: sitk.Image) -> sitk.Image:
     return img
 
 
-def write_synthetic_ct(
-    canonical_hu: np.ndarray, canonical_like: sitk.Image, original_path, out_path, hu_range=(CT_BACKGROUND, 3000.0)
+def on_input_grid(
+    canonical_hu: np.ndarray, canonical_like: sitk.Image, original, hu_range=(CT_BACKGROUND, 3000.0)
 ) -> sitk.Image:
-    """Canonical HU array -> the original file's grid -> ``out_path`` (int16 HU); returns the image.
+    """Canonical HU array -> the input's voxel grid: ``original`` is the input NIfTI's path (its
+    header gives the grid) or an image on the input's grid (a DICOM series, read in memory).
 
     Clamped to ``hu_range`` after resampling: the anti-aliasing filter rings by a few HU at the
     head's edge, and the model cannot produce values outside its range anyway.
     """
-    ref = reference_grid(original_path)
+    ref = original if isinstance(original, sitk.Image) else reference_grid(original)
     out = to_reference(as_image(canonical_hu, canonical_like), ref, CT_BACKGROUND)
-    out = sitk.Clamp(out, sitk.sitkFloat32, float(hu_range[0]), float(hu_range[1]))
-    write_like(out_path, out, original_path)
-    return out
+    return sitk.Clamp(out, sitk.sitkFloat32, float(hu_range[0]), float(hu_range[1]))
+
+
+def write_synthetic_ct(out_path, image: sitk.Image, original) -> None:
+    """Write the sCT (int16 HU): with the input NIfTI's exact affine and shape when ``original`` is
+    its path, else with ``original``'s grid (an image: NIfTI through SimpleITK, LPS -> RAS)."""
+    if isinstance(original, sitk.Image):  # rounded as write_like and the DICOM writer round (half to even)
+        info = np.iinfo(np.int16)
+        rounded = np.clip(np.rint(sitk.GetArrayFromImage(image)), info.min, info.max).astype(np.int16)
+        out = sitk.GetImageFromArray(rounded)
+        out.CopyInformation(image)
+        io.write_image(out_path, out)
+    else:
+        write_like(out_path, image, original)
+
+
+def synthesize_image(
+    generator,
+    ct_value_range,
+    sliced: dict,
+    canonical_like: sitk.Image,
+    head_mask,
+    original,
+    batch_size: int = 8,
+    flip_average: bool = True,
+) -> tuple[sitk.Image, dict]:
+    """(sCT on the input's grid, info) of a preprocessed volume (``sliced``: its slices' arrays)."""
+    hu = translate(generator, sliced["images"], ct_value_range, batch_size, flip_average)
+    vol = canonical_volume(hu, sliced["slice"], sliced["top_left"], canonical_like.GetSize()[::-1], head_mask)
+    image = on_input_grid(vol, canonical_like, original, ct_value_range)
+    info = {
+        "n_slices_translated": int(len(sliced["slice"])),
+        "n_canonical_slices": int(canonical_like.GetSize()[2]),
+        "ct_value_range": [float(v) for v in ct_value_range],
+        "flip_average": bool(flip_average),
+    }
+    return image, info
 
 
 def synthesize_preprocessed(
@@ -179,16 +214,11 @@ def synthesize_preprocessed(
     batch_size: int = 8,
     flip_average: bool = True,
 ) -> dict:
-    """sCT for a volume the workflow already preprocessed (``sliced``: its slices .npz arrays)."""
-    hu = translate(generator, sliced["images"], ct_value_range, batch_size, flip_average)
-    vol = canonical_volume(hu, sliced["slice"], sliced["top_left"], canonical_like.GetSize()[::-1], head_mask)
-    write_synthetic_ct(vol, canonical_like, original_path, out_path, ct_value_range)
-    info = {
-        "n_slices_translated": int(len(sliced["slice"])),
-        "n_canonical_slices": int(canonical_like.GetSize()[2]),
-        "ct_value_range": [float(v) for v in ct_value_range],
-        "flip_average": bool(flip_average),
-    }
+    """sCT for a volume the workflow already preprocessed, written to ``out_path``."""
+    image, info = synthesize_image(
+        generator, ct_value_range, sliced, canonical_like, head_mask, original_path, batch_size, flip_average
+    )
+    write_synthetic_ct(out_path, image, original_path)
     log.info(
         "%s: %d of %d canonical slices translated, written on the grid of the input file",
         out_path,

@@ -172,6 +172,21 @@ def preprocess_plausible(
     return result
 
 
+def head_slices_beyond(sliced: SliceSet, canonical: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
+    """(images, slice indices) of the slices that hold head but that the useful-slice filter
+    dropped (too small a head section, or below the cranial range), cut with the kept slices'
+    window and scaled with their intensity window: outside the range the model was trained on."""
+    dropped = sliced.table.loc[(~sliced.table.kept) & (sliced.table.head_area_mm2 > 0), "slice"]
+    extra = np.sort(dropped.to_numpy(dtype=np.int64))
+    size = sliced.images.shape[-1]
+    arr = sitk.GetArrayFromImage(canonical).astype(np.float32)[extra]
+    images = intensity.to_unit_range(
+        extract_window(arr, sliced.top_left, size, BACKGROUND[sliced.modality]), sliced.value_lo, sliced.value_hi
+    )
+    images[~extract_window(sliced.mask[extra], sliced.top_left, size, False)] = -1.0
+    return images.astype(np.float32), extra
+
+
 def mask_image(mask: np.ndarray, like: sitk.Image) -> sitk.Image:
     out = sitk.GetImageFromArray(mask.astype(np.uint8))
     out.CopyInformation(like)

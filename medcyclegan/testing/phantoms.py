@@ -39,6 +39,28 @@ def phantom(path, codes="PIL", shape=(150, 170, 130), zooms=(1.3, 1.1, 1.4), mar
     return affine
 
 
+def model_folder(path, task: str, modality: str):
+    """A model folder with a manifest and the shipped config's preprocessing record of
+    ``modality`` but no SavedModel: for predict tests that pass :func:`identity_generator`."""
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    from medcyclegan.config.settings import modality_settings
+    from medcyclegan.config.validation import validate_config
+    from medcyclegan.inference.export import write_preprocessing
+    from medcyclegan.testing.workflow import ROOT
+
+    path = Path(path)
+    path.mkdir()
+    manifest = {"task": task, "source_modality": modality, "step": 0, "ct_value_range": [-1024.0, 3000.0]}
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    config = validate_config(yaml.safe_load((ROOT / "config.yaml").read_text()))
+    write_preprocessing(path, modality_settings(config, modality))
+    return path
+
+
 def identity_generator(x, batch_size: int = 8):
     """Stands in for a trained generator: output = input, so HU follow the input's intensities."""
     return np.asarray(x, np.float32)

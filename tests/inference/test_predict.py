@@ -2,7 +2,6 @@
 file, with the model folder's settings, and the sCT back on the input's grid (no TensorFlow)."""
 
 import json
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -13,24 +12,20 @@ from medcyclegan.config.settings import ingest_settings, modality_settings, prep
 from medcyclegan.config.validation import validate_config
 from medcyclegan.errors import BadInput
 from medcyclegan.inference import predict
-from medcyclegan.inference.export import write_preprocessing
 from medcyclegan.inference.runtime import load_preprocessing
-from medcyclegan.testing.phantoms import MARKER_RAS, affine_for, identity_generator, marker_world, phantom
+from medcyclegan.testing.phantoms import (
+    MARKER_RAS,
+    affine_for,
+    identity_generator,
+    marker_world,
+    model_folder,
+    phantom,
+)
 from medcyclegan.testing.workflow import ROOT
 
 
 def shipped_config() -> dict:
     return validate_config(yaml.safe_load((ROOT / "config.yaml").read_text()))
-
-
-def model_folder(path: Path, task: str, modality: str) -> Path:
-    """A model folder with a manifest and the shipped config's record of ``modality`` (no SavedModel)."""
-    path.mkdir()
-    (path / "manifest.json").write_text(
-        json.dumps({"task": task, "source_modality": modality, "step": 0, "ct_value_range": [-1024.0, 3000.0]})
-    )
-    write_preprocessing(path, modality_settings(shipped_config(), modality))
-    return path
 
 
 @pytest.fixture()
@@ -92,7 +87,8 @@ def test_input_file_gets_exactly_the_workflow_slices(tmp_path):
         str(out / "m.nii.gz"),
         **preprocess_settings(settings),
     )
-    canonical, sliced = predict.preprocess_input(nii, settings)
+    prepared = predict.preprocess_input(nii, settings)
+    canonical, sliced = prepared.canonical, prepared.sliced
     with np.load(npz) as f:
         assert "rejected" not in f.files and f["images"].shape[0] > 50
         np.testing.assert_array_equal(f["images"], sliced.images)
