@@ -178,7 +178,7 @@ def _summary(rs: list[dict]) -> dict[str, Any]:
     for key in ("start_to_preprocessed_s", "model_translate_write_s"):
         if all(key in r for r in rs):
             out[key] = rounded([r[key] for r in rs])
-            out[key.replace("_s", "_median_s")] = round(median([r[key] for r in rs]), 3)
+            out[key[:-2] + "_median_s"] = round(median([r[key] for r in rs]), 3)
     return out
 
 

@@ -21,6 +21,7 @@ positions, sheared stacks), which works for any single-frame DICOM image series.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ from medcyclegan.ingest import IngestError
 from medcyclegan.ingest.ct_series import list_series
 from medcyclegan.ingest.ct_stack import read_ct_stack
 from medcyclegan.ingest.dicom_files import dcmread, dicom_files
+
+log = logging.getLogger("medcyclegan.ingest")
 
 DICOM_MODALITY = {"mr": "MR", "pet": "PT"}
 MIN_SLICES = 20
@@ -144,6 +147,16 @@ def orientation_name(direction) -> str:
 def read_dicom_series(folder, modality: str, chosen: ChosenSeries | None = None):
     """(image in LPS, info) of the chosen series of ``folder``; values as stored times the rescale."""
     chosen = chosen or choose_series(folder, modality)
+    facts = chosen.facts
+    log.info(
+        "DICOM input: series %d of %d taken (%s, %d slices, %s); not used: %s",
+        chosen.rank,
+        chosen.n_series,
+        facts["modality"],
+        facts["n_slices"],
+        facts["acquisition"] or "acquisition type not given",
+        "; ".join(chosen.others) or "none",
+    )
     img, details = read_ct_stack(Path(str(folder)), files=chosen.files, fill_value=0.0)
     info = {
         "source": "dicom series",

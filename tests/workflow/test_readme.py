@@ -18,11 +18,15 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pydicom
 import pytest
+import SimpleITK as sitk
 
 from medcyclegan.bench import planning
 from medcyclegan.config.validation import deep_update
+from medcyclegan.ingest.volume import read_volume
 from medcyclegan.testing import report_browser, tensorboard_server
+from medcyclegan.testing.dicom_mr import PATIENT, write_mr_series
 from medcyclegan.testing.fake_trees import build_empty_layout_tree
 from medcyclegan.testing.readme import activated_env, make_checkout, readme_commands
 from medcyclegan.testing.workflow import ROOT, TINY_DEMO, TINY_TRAINING, scheduled_jobs, write_config
@@ -88,6 +92,10 @@ COMMANDS: dict[str, How] = {
     ),
     ".venv/bin/python -m medcyclegan predict --model results/mr2ct/model --input my_t1.nii.gz --output my_sct.nii.gz": How(
         "as written; my_t1.nii.gz is a demo T1w copied into the checkout", check="predicted_on_input_grid"
+    ),
+    ".venv/bin/python -m medcyclegan predict --model results/mr2ct/model --input my_t1_dicom --output my_sct.nii.gz "
+    "--output-dicom my_sct_dicom": How(
+        "as written; my_t1_dicom is the demo T1w written as an MR DICOM series", check="dicom_series_written"
     ),
     ".venv/bin/snakemake -j8 predict --config predict='{mr2ct: [/data/my_t1.nii.gz]}'": How(
         "/data/my_t1.nii.gz -> the checkout's my_t1.nii.gz",
@@ -214,8 +222,11 @@ def test_readme_command(command, checkout):
 
 
 def examples_written(work, output, command):
+    """The main command's figure; then the user's own inputs: a demo T1w as NIfTI and as DICOM."""
     assert (work / "results/mr2ct/examples.png").stat().st_size > 10_000
     shutil.copy(next((work / "results/demo/raw/mr").rglob("*T1w.nii.gz")), work / "my_t1.nii.gz")
+    image, _ = read_volume("mr", work / "my_t1.nii.gz")
+    write_mr_series(sitk.Round(image), work / "my_t1_dicom", description="T1 MPRAGE")
 
 
 def everything_built(work, output, command):
@@ -245,6 +256,19 @@ def predicted_on_input_grid(work, output, command):
     source, sct = nib.load(work / "my_t1.nii.gz"), nib.load(work / "my_sct.nii.gz")
     assert sct.shape == source.shape[:3]
     np.testing.assert_allclose(sct.affine, source.affine, atol=1e-4)
+
+
+def dicom_series_written(work, output, command):
+    files = sorted((work / "my_sct_dicom").glob("CT_*.dcm"))
+    assert len(files) >= 100, len(files)
+    header = pydicom.dcmread(files[0], stop_before_pixels=True)
+    assert header.Modality == "CT" and header.PatientID == PATIENT["PatientID"]
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames([str(f) for f in files])
+    sct = sitk.ReadImage(str(work / "my_sct.nii.gz"))
+    # the demo T1w is sagittal: the axial series holds the same voxels, reordered
+    on_nifti_grid = sitk.Resample(reader.Execute(), sct, sitk.Transform(), sitk.sitkNearestNeighbor, -2000)
+    assert (sitk.GetArrayFromImage(on_nifti_grid) == sitk.GetArrayFromImage(sct)).all()
 
 
 def predict_target_written(work, output, command):
@@ -288,6 +312,7 @@ CHECKS = {
         full_recipe_planned,
         predicted_on_input_grid,
         predict_target_written,
+        dicom_series_written,
         real_layouts_planned,
         override_planned,
         report_renders_every_category,
