@@ -24,8 +24,9 @@ from medcyclegan.io import atomic as io
 
 log = logging.getLogger("medcyclegan.training")
 
-#: keys that only change how a run is logged/checkpointed: excluded from the checkpoint fingerprint
-RESUMABLE_KEYS = ("log_every", "checkpoint_every", "keep_checkpoints", "tensorboard_images")
+#: keys that change how a run is logged or checkpointed, or on which device it runs, not what it
+#: learns: excluded from the checkpoint fingerprint (a run may resume with other values)
+RESUMABLE_KEYS = ("log_every", "checkpoint_every", "keep_checkpoints", "tensorboard_images", "device")
 
 #: bump when the training math changes in a way the config does not show (losses, train step)
 TRAINING_CODE_VERSION = 1

@@ -21,6 +21,7 @@ from medcyclegan.config.tasks import TASKS, training_only
 from medcyclegan.io import atomic as io
 from medcyclegan.training import tensorboard
 from medcyclegan.training.metrics import METRICS_FILE, MetricsLog, loss_labels
+from medcyclegan.training.preemption import Preempted, SignalWatch
 
 log = logging.getLogger("medcyclegan.training")
 
@@ -65,6 +66,7 @@ class _Progress:
     first_step_s: float | None = None
     last_losses: dict = field(default_factory=dict)
     killed: bool = False
+    preempted: str | None = None  #: the signal that stopped the run
     run_s: float = 0.0
 
 
@@ -106,6 +108,11 @@ def run_training(
         if progress.killed:
             log.info("stopped after %d steps (stop_after) without final checkpoint/export", progress.step - run.start)
             return {"stopped_at": progress.step, "resumed_from": run.start}
+        if progress.preempted:
+            raise Preempted(
+                f"stopped by {progress.preempted} at step {progress.step} of {run.total}, checkpoint written: "
+                f"rerun the same command to resume from step {progress.step}"
+            )
         if progress.last_saved != progress.step:
             run.manager.save(checkpoint_number=progress.step)
         if metrics_path is not None:
@@ -132,9 +139,10 @@ def _start_run(cfg: dict, task: str, src_train, ct_train, checkpoint_dir, thread
 
     from medcyclegan.inference.runtime import configure_tensorflow
     from medcyclegan.training.checkpoints import prepare_checkpoint_dir, restore_latest, run_fingerprint
+    from medcyclegan.training.devices import select_devices
     from medcyclegan.training.trainer import CycleGANTrainer
 
-    gpus = configure_tensorflow(threads)
+    gpus = select_devices(cfg.get("device", "auto"), configure_tensorflow(threads))
     src = TASKS[task]
     log.info(
         "task %s: %s <-> ct; TensorFlow %s, Keras %s; GPUs: %s",
@@ -164,43 +172,55 @@ def _start_run(cfg: dict, task: str, src_train, ct_train, checkpoint_dir, thread
 
 
 def _train(run: _Run, cfg: dict, data, writer, metrics: MetricsLog, stop_after: int | None) -> _Progress:
-    """Train steps up to ``training.steps``, with progress lines and checkpoints on their cadence."""
-    trainer, total = run.trainer, run.total
-    log_every = max(1, int(cfg["log_every"]))
-    ck_every = max(1, int(cfg["checkpoint_every"]))
+    """Train steps up to ``training.steps``, with progress lines and checkpoints on their cadence;
+    on SIGTERM/SIGUSR1, stop after the current step with a checkpoint of it (:mod:`.preemption`)."""
     t_run = time.perf_counter()
     window = _Window()
     progress = _Progress(step=run.start, last_saved=run.start if run.manager.latest_checkpoint else -1)
-    while progress.step < total:
-        if stop_after is not None and progress.step - run.start >= stop_after:
-            progress.killed = True
-            break
-        src_b, ct_b = next(data)
-        t0 = time.perf_counter()
-        losses = trainer.train_step(src_b, ct_b)
-        losses = {k: float(v) for k, v in losses.items()}
-        step = progress.step = int(trainer.step.numpy())
-        if progress.first_step_s is None:
-            progress.first_step_s = time.perf_counter() - t0
-            log.info("first step (graph tracing included) took %.1f s", progress.first_step_s)
-            window.restart_clock()
-        else:
-            window.steps += 1
-        if not all(np.isfinite(v) for v in losses.values()):
-            raise FloatingPointError(f"non-finite loss at step {step}: {losses}")
-        for k, v in losses.items():
-            window.losses.setdefault(k, []).append(v)
-        if step % log_every == 0 or step == total:
-            progress.last_losses = _report_progress(run, window, step, writer, metrics)
-            window = _Window()
-        if step % ck_every == 0 or step == total:
-            path = run.manager.save(checkpoint_number=step)
-            progress.last_saved = step
-            log.info("checkpoint %s", path)
-            if writer is not None and cfg.get("tensorboard_images", True):
-                tensorboard.write_translations(writer, trainer, src_b, ct_b, run.src, step)
+    with SignalWatch() as watch:
+        while progress.step < run.total:
+            if stop_after is not None and progress.step - run.start >= stop_after:
+                progress.killed = True
+                break
+            window = _one_step(run, cfg, next(data), writer, metrics, progress, window)
+            if watch.received:
+                progress.preempted = watch.received
+                if progress.last_saved != progress.step:
+                    run.manager.save(checkpoint_number=progress.step)
+                    progress.last_saved = progress.step
+                log.warning("%s: checkpoint of step %d written; stopping", progress.preempted, progress.step)
+                break
     progress.run_s = time.perf_counter() - t_run
     return progress
+
+
+def _one_step(run: _Run, cfg: dict, batch, writer, metrics: MetricsLog, progress: _Progress, window: _Window):
+    """One train step, then its progress line and checkpoint when due; returns the window to go on with."""
+    trainer, total = run.trainer, run.total
+    src_b, ct_b = batch
+    t0 = time.perf_counter()
+    losses = {k: float(v) for k, v in trainer.train_step(src_b, ct_b).items()}
+    step = progress.step = int(trainer.step.numpy())
+    if progress.first_step_s is None:
+        progress.first_step_s = time.perf_counter() - t0
+        log.info("first step (graph tracing included) took %.1f s", progress.first_step_s)
+        window.restart_clock()
+    else:
+        window.steps += 1
+    if not all(np.isfinite(v) for v in losses.values()):
+        raise FloatingPointError(f"non-finite loss at step {step}: {losses}")
+    for k, v in losses.items():
+        window.losses.setdefault(k, []).append(v)
+    if step % max(1, int(cfg["log_every"])) == 0 or step == total:
+        progress.last_losses = _report_progress(run, window, step, writer, metrics)
+        window = _Window()
+    if step % max(1, int(cfg["checkpoint_every"])) == 0 or step == total:
+        path = run.manager.save(checkpoint_number=step)
+        progress.last_saved = step
+        log.info("checkpoint %s", path)
+        if writer is not None and cfg.get("tensorboard_images", True):
+            tensorboard.write_translations(writer, trainer, src_b, ct_b, run.src, step)
+    return window
 
 
 def _report_progress(run: _Run, window: _Window, step: int, writer, metrics: MetricsLog) -> dict:
