@@ -34,7 +34,12 @@ def load_preprocessing(model_dir, override=None) -> dict:
 
 def configure_tensorflow(threads: int | None = None) -> list:
     """Set CPU thread pools (before any op runs) and GPU memory growth; return the GPUs seen."""
-    import tensorflow as tf
+    try:
+        import tensorflow as tf
+    except ImportError as err:  # the package installs TensorFlow only with an extra
+        raise ImportError(
+            "TensorFlow is not installed: pip install -e '.[cpu]' (CPU build) or -e '.[gpu]' (NVIDIA GPUs)"
+        ) from err
 
     if threads:
         n = max(1, min(int(threads), available_cores()))

@@ -89,3 +89,21 @@ def test_predict_cli_errors_are_one_line(tmp_path, exported_model):
     phantom(src, marker=False)
     proc = run_cli("--model", bare, "--input", src, "--output", tmp_path / "o.nii.gz")
     assert proc.returncode == 2 and "preprocessing" in proc.stderr
+
+
+def test_missing_tensorflow_says_which_extra_to_install(monkeypatch):
+    from medcyclegan.inference.runtime import configure_tensorflow
+
+    monkeypatch.setitem(sys.modules, "tensorflow", None)  # import tensorflow -> ImportError
+    with pytest.raises(ImportError, match=r"\.\[cpu\].*\.\[gpu\]"):
+        configure_tensorflow(1)
+
+
+def test_extras_install_exactly_one_tensorflow_build():
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert not [d for d in project["dependencies"] if d.startswith("tensorflow")]
+    extras = project["optional-dependencies"]
+    assert any(d.startswith("tensorflow-cpu") for d in extras["cpu"])
+    assert any(d.startswith("tensorflow[and-cuda]") and "linux" in d for d in extras["gpu"])
+    assert not [d for d in extras["test"] if d.startswith("tensorflow")]

@@ -20,7 +20,7 @@ REGENERATE = "snakemake -j1 dag && cp results/dag/rulegraph.svg docs/rulegraph.s
 def _tool(name: str) -> str:
     path = BIN / name if (BIN / name).exists() else shutil.which(name)
     if path is None:
-        pytest.fail(f"{name} not installed: pip install -e '.[test]'")
+        pytest.fail(f"{name} not installed: pip install -e '.[cpu,test]'")
     return str(path)
 
 

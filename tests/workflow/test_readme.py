@@ -34,7 +34,7 @@ from medcyclegan.testing.workflow import ROOT, TINY_DEMO, TINY_TRAINING, schedul
 pytestmark = pytest.mark.workflow
 
 QUICK_START = (
-    'python3 -m venv .venv && .venv/bin/pip install -e ".[test]" && .venv/bin/snakemake -j8 results/mr2ct/examples.png'
+    'python3 -m venv .venv && .venv/bin/pip install -e ".[cpu,test]" && .venv/bin/snakemake -j8 results/mr2ct/examples.png'
 )
 DEFAULT_TARGET = ".venv/bin/snakemake -j8"
 NOTHING_TO_DO = "Nothing to be done"
@@ -62,7 +62,7 @@ COMMANDS: dict[str, How] = {
     QUICK_START: How(
         "the venv and install half is what .ci/run did to make the venv this test runs in (linked as .venv); "
         "the snakemake half runs as written, first, on the tiny demo config",
-        replace=(('python3 -m venv .venv && .venv/bin/pip install -e ".[test]" && ', ""),),
+        replace=(('python3 -m venv .venv && .venv/bin/pip install -e ".[cpu,test]" && ', ""),),
         check="examples_written",
         timeout=1200,
     ),
@@ -101,6 +101,11 @@ COMMANDS: dict[str, How] = {
         "/data/my_t1.nii.gz -> the checkout's my_t1.nii.gz",
         replace=(("/data/my_t1.nii.gz", "{work}/my_t1.nii.gz"),),
         check="predict_target_written",
+    ),
+    ".venv/bin/snakemake -j8 predict --config predict='{mr2ct: [/data/mr_dicom], dicom: true}'": How(
+        "/data/mr_dicom -> the checkout's my_t1_dicom (the demo T1w as an MR DICOM series)",
+        replace=(("/data/mr_dicom", "{work}/my_t1_dicom"),),
+        check="predict_dicom_target_written",
     ),
     "snakemake -j8 preprocess --config data='{ct_dir: /data/cq500, mr_dir: /data/oasis3/mr, pet_dir: /data/oasis3/pet}'": How(
         "dry run (-n) on CQ500 / OASIS-3 folder layouts of empty files (3 studies, 3 + 3 sessions) for the /data folders",
@@ -271,6 +276,14 @@ def dicom_series_written(work, output, command):
     assert (sitk.GetArrayFromImage(on_nifti_grid) == sitk.GetArrayFromImage(sct)).all()
 
 
+def predict_dicom_target_written(work, output, command):
+    nifti = sitk.ReadImage(str(work / "results/mr2ct/predict/my_t1_dicom.nii.gz"))
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(work / "results/mr2ct/predict/my_t1_dicom_dicom")))
+    on_nifti_grid = sitk.Resample(reader.Execute(), nifti, sitk.Transform(), sitk.sitkNearestNeighbor, -2000)
+    assert (sitk.GetArrayFromImage(on_nifti_grid) == sitk.GetArrayFromImage(nifti)).all()
+
+
 def predict_target_written(work, output, command):
     assert nib.load(work / "results/mr2ct/predict/my_t1.nii.gz").shape == nib.load(work / "my_t1.nii.gz").shape[:3]
 
@@ -313,6 +326,7 @@ CHECKS = {
         predicted_on_input_grid,
         predict_target_written,
         dicom_series_written,
+        predict_dicom_target_written,
         real_layouts_planned,
         override_planned,
         report_renders_every_category,
