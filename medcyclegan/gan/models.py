@@ -24,7 +24,9 @@ All layers are stock Keras layers, so a saved model needs none of this package's
 
 Normalisation: ``"instance"`` (``GroupNormalization(groups=-1)``: one group per channel, i.e.
 per-sample-per-channel statistics over height and width) or ``"batch"`` (the original) or
-``"none"``.
+``"none"``. Training on several replicas (``tf.distribute``) builds the networks with
+``sync_batch_norm=True``: batch norm then takes the statistics of the global batch over all
+replicas (``BatchNormalization(synchronized=True)``); instance norm is per image and needs nothing.
 """
 
 from __future__ import annotations
@@ -42,15 +44,20 @@ def _init():
     return keras.initializers.RandomNormal(mean=0.0, stddev=0.02)
 
 
-def norm_layer(kind: str, name: str | None = None):
-    """A normalisation layer, or ``None`` for ``"none"``."""
+def norm_layer(kind: str, name: str | None = None, synchronized: bool = False):
+    """A normalisation layer, or ``None`` for ``"none"``.
+
+    ``synchronized``: batch norm statistics over all replicas of a ``tf.distribute`` strategy
+    (no effect on instance norm, whose statistics are per image).
+    """
     if kind == "instance":
         return layers.GroupNormalization(
             groups=-1, epsilon=1e-5, gamma_initializer=keras.initializers.RandomNormal(1.0, 0.02), name=name
         )
     if kind == "batch":
+        extra = {"synchronized": True} if synchronized else {}
         return layers.BatchNormalization(
-            momentum=0.9, epsilon=1e-5, gamma_initializer=keras.initializers.RandomNormal(1.0, 0.02), name=name
+            momentum=0.9, epsilon=1e-5, gamma_initializer=keras.initializers.RandomNormal(1.0, 0.02), name=name, **extra
         )
     if kind == "none":
         return None
@@ -71,6 +78,7 @@ def unet(
     dropout: float = 0.0,
     dropout_blocks: int = 3,
     name: str = "unet",
+    sync_batch_norm: bool = False,
 ) -> keras.Model:
     """One U-Net: [B, S, S, C] in [-1, 1] -> [B, S, S, C] in [-1, 1] (tanh, float32).
 
@@ -89,7 +97,7 @@ def unet(
             f, 4, strides=2, padding="same", use_bias=not use_norm, kernel_initializer=_init(), name=f"down{i + 1}_conv"
         )(x)
         if use_norm:
-            x = norm_layer(norm, name=f"down{i + 1}_norm")(x)
+            x = norm_layer(norm, name=f"down{i + 1}_norm", synchronized=sync_batch_norm)(x)
         x = layers.LeakyReLU(0.2, name=f"down{i + 1}_lrelu")(x)
         skips.append(x)
     # decoder: mirror of the encoder without its innermost block
@@ -99,7 +107,7 @@ def unet(
             f, 4, strides=2, padding="same", use_bias=not use_norm, kernel_initializer=_init(), name=f"up{j + 1}_deconv"
         )(x)
         if use_norm:
-            x = norm_layer(norm, name=f"up{j + 1}_norm")(x)
+            x = norm_layer(norm, name=f"up{j + 1}_norm", synchronized=sync_batch_norm)(x)
         if dropout > 0 and j < dropout_blocks:
             x = layers.Dropout(dropout, name=f"up{j + 1}_dropout")(x)
         x = layers.ReLU(name=f"up{j + 1}_relu")(x)
@@ -119,6 +127,7 @@ def casnet(
     dropout: float = 0.0,
     dropout_blocks: int = 3,
     name: str = "casnet",
+    sync_batch_norm: bool = False,
 ) -> keras.Model:
     """CasNet generator: ``n_unets`` U-Nets in cascade (MedGAN uses 6, the original project 3).
 
@@ -138,6 +147,7 @@ def casnet(
             dropout=dropout,
             dropout_blocks=dropout_blocks,
             name=f"{name}_unet_{k + 1}",
+            sync_batch_norm=sync_batch_norm,
         )
         x = net(x)
     return keras.Model(inp, x, name=name)
@@ -150,6 +160,7 @@ def patchgan(
     base_filters: int = 64,
     norm: str = "batch",
     name: str = "patchgan",
+    sync_batch_norm: bool = False,
 ) -> keras.Model:
     """PatchGAN discriminator returning ``[logits, feature_1, ..., feature_n_layers]``.
 
@@ -173,7 +184,7 @@ def patchgan(
             f, 4, strides=2, padding="same", use_bias=not use_norm, kernel_initializer=_init(), name=f"conv{i + 1}"
         )(x)
         if use_norm:
-            x = norm_layer(norm, name=f"norm{i + 1}")(x)
+            x = norm_layer(norm, name=f"norm{i + 1}", synchronized=sync_batch_norm)(x)
         x = layers.LeakyReLU(0.2, name=f"lrelu{i + 1}")(x)
         feats.append(x)
     x = layers.Conv2D(1, 4, strides=1, padding="same", kernel_initializer=_init(), name="logits_conv")(x)
@@ -189,10 +200,10 @@ def receptive_field(n_layers: int) -> int:
     return r
 
 
-def build_models(cfg: dict, channels: int = 1) -> dict:
+def build_models(cfg: dict, channels: int = 1, sync_batch_norm: bool = False) -> dict:
     """The four CycleGAN networks from a (merged, per-task) ``training`` config dict.
 
-    Returns ``{"g_src2ct", "g_ct2src", "d_ct", "d_src"}``.
+    Returns ``{"g_src2ct", "g_ct2src", "d_ct", "d_src"}``. ``sync_batch_norm``: see the module docstring.
     """
     gen_kw = dict(
         # patch training: the generators see image_size patches, and translate whole slices afterwards
@@ -203,6 +214,7 @@ def build_models(cfg: dict, channels: int = 1) -> dict:
         base_filters=cfg["unet_filters"],
         norm=cfg["norm"],
         dropout=cfg["unet_dropout"],
+        sync_batch_norm=sync_batch_norm,
     )
     disc_kw = dict(
         image_size=cfg["image_size"],
@@ -210,6 +222,7 @@ def build_models(cfg: dict, channels: int = 1) -> dict:
         n_layers=cfg["disc_layers"],
         base_filters=cfg["disc_filters"],
         norm=cfg.get("disc_norm") or cfg["norm"],
+        sync_batch_norm=sync_batch_norm,
     )
     return {
         "g_src2ct": casnet(name="g_src2ct", **gen_kw),

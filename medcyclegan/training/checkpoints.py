@@ -26,7 +26,17 @@ log = logging.getLogger("medcyclegan.training")
 
 #: keys that change how a run is logged or checkpointed, or on which device it runs, not what it
 #: learns: excluded from the checkpoint fingerprint (a run may resume with other values)
-RESUMABLE_KEYS = ("log_every", "checkpoint_every", "keep_checkpoints", "tensorboard_images", "device")
+#: (``distribute``/``cpu_replicas``: the number of replicas; a run begun on one device may resume on
+#: several and vice versa, see medcyclegan.training.distribute)
+RESUMABLE_KEYS = (
+    "log_every",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "tensorboard_images",
+    "device",
+    "distribute",
+    "cpu_replicas",
+)
 
 #: bump when the training math changes in a way the config does not show (losses, train step)
 TRAINING_CODE_VERSION = 1

@@ -4,7 +4,9 @@ Entry point: :func:`run_training` (called by ``workflow_scripts/train.py``). The
 from the latest checkpoint of the same setup (:mod:`~medcyclegan.training.checkpoints`), logs a
 progress line every ``training.log_every`` steps to the log, to the JSON-lines metrics
 (:mod:`~medcyclegan.training.metrics`) and to TensorBoard, and ends by exporting both generators
-(:mod:`medcyclegan.inference.export`) and writing a summary.
+(:mod:`medcyclegan.inference.export`) and writing a summary. It trains on the devices
+``training.device`` allows (:mod:`.devices`), over several replicas with ``training.distribute``
+(:mod:`.distribute`), and stops cleanly on SIGTERM/SIGUSR1 (:mod:`.preemption`).
 """
 
 from __future__ import annotations
@@ -138,22 +140,26 @@ def _start_run(cfg: dict, task: str, src_train, ct_train, checkpoint_dir, thread
     import tensorflow as tf
 
     from medcyclegan.inference.runtime import configure_tensorflow
+    from medcyclegan.training import distribute
     from medcyclegan.training.checkpoints import prepare_checkpoint_dir, restore_latest, run_fingerprint
     from medcyclegan.training.devices import select_devices
     from medcyclegan.training.trainer import CycleGANTrainer
 
+    distribute.configure_devices(cfg)  # logical CPU replicas: before any op runs
     gpus = select_devices(cfg.get("device", "auto"), configure_tensorflow(threads))
+    strategy = distribute.make_strategy(cfg)  # after select_devices: it reads the visible GPUs
     src = TASKS[task]
     log.info(
-        "task %s: %s <-> ct; TensorFlow %s, Keras %s; GPUs: %s",
+        "task %s: %s <-> ct; TensorFlow %s, Keras %s; GPUs: %s; %s",
         task,
         src,
         tf.__version__,
         keras.__version__,
         [g.name for g in gpus] or "none (CPU)",
+        distribute.describe(strategy),
     )
     keras.utils.set_random_seed(int(cfg["seed"]))
-    trainer = CycleGANTrainer(cfg)
+    trainer = CycleGANTrainer(cfg, strategy=strategy)
     fp = run_fingerprint(cfg, {"src_train": src_train, "ct_train": ct_train}, trainer.architecture_hash())
     ckdir = prepare_checkpoint_dir(checkpoint_dir, fp)
     manager, start = restore_latest(trainer.checkpoint, ckdir, int(cfg["keep_checkpoints"]), fp["fingerprint"])
@@ -259,6 +265,12 @@ def _export(run: _Run, cfg: dict, model_dir, ct_train, step: int, preprocessing:
     return manifest, time.perf_counter() - t_exp
 
 
+def _describe(trainer) -> dict:
+    from medcyclegan.training import distribute
+
+    return distribute.describe(trainer.strategy)
+
+
 def _summary(run: _Run, cfg: dict, progress: _Progress, export_s: float) -> dict:
     """``training_summary.json``: what was trained, how fast, the last losses, where it resumed."""
     steps_run = progress.step - run.start
@@ -280,6 +292,7 @@ def _summary(run: _Run, cfg: dict, progress: _Progress, export_s: float) -> dict
         "parameters": run.n_params,
         "precision": run.trainer.policy,
         "devices": [g.name for g in run.gpus] or ["CPU"],
+        "distribute": _describe(run.trainer),
         "fingerprint": run.fingerprint["fingerprint"],
         "checkpoint_dir": str(run.ckdir),
         "config": training_only(cfg),

@@ -3,6 +3,17 @@
 Everything that a resumed run must continue exactly is tracked by one ``tf.train.Checkpoint``
 (:attr:`CycleGANTrainer.checkpoint`): weights, batch-norm statistics, the generators' weight
 averages, optimiser moments and iteration counters, the image pools and their RNG, the step.
+
+Several devices (``strategy``, a ``tf.distribute.MirroredStrategy`` from
+:func:`medcyclegan.training.distribute.make_strategy`): the variables are mirrored on every
+replica, each global batch is split into one equal shard per replica, each replica's losses are
+means over its shard and divided by the number of replicas for the gradients (Keras sums the
+replicas' gradients), so one step applies the gradient of the global-batch mean; the reported
+losses are the replicas' (unscaled) means averaged, i.e. the global-batch means. Batch norm is
+synchronised over the replicas (the statistics of the global batch); instance norm is
+per image and needs nothing. Each replica keeps its own image pools
+(:class:`~medcyclegan.training.distribute.ReplicaImagePools`). Without a strategy (TensorFlow's
+default one) the trainer is the single-device one, unchanged.
 """
 
 from __future__ import annotations
@@ -23,7 +34,7 @@ def precision_policy(cfg: dict) -> str:
     return "float32"
 
 
-def _build_models(cfg: dict, policy: str, channels: int) -> dict:
+def _build_models(cfg: dict, policy: str, channels: int, sync_batch_norm: bool = False) -> dict:
     """The four networks under the ``policy`` (the global policy is float32 again afterwards)."""
     import keras
 
@@ -31,40 +42,74 @@ def _build_models(cfg: dict, policy: str, channels: int) -> dict:
 
     keras.mixed_precision.set_global_policy(policy)
     try:
-        return build_models(cfg, channels=channels)
+        return build_models(cfg, channels=channels, sync_batch_norm=sync_batch_norm)
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def _agree_on_overflow(opt, grads):
+    """A replica's gradients, made non-finite when any replica's are (``LossScaleOptimizer``).
+
+    Keras's ``LossScaleOptimizer`` decides whether a step overflowed from replica 0's gradients
+    alone (``_tf_apply`` in keras/src/optimizers/loss_scale_optimizer.py takes the first replica's
+    ``check_finite``; the replicas' gradients are summed only later, by the inner optimiser):
+    without this, an overflow on another replica would be applied instead of skipped.
+    """
+    import tensorflow as tf
+
+    bad = tf.cast(tf.logical_not(opt.check_finite(grads)), tf.float32)
+    bad = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, bad)
+    return [None if g is None else tf.where(bad > 0, tf.constant(float("nan"), g.dtype), g) for g in grads]
 
 
 class CycleGANTrainer:
     """The four networks, two optimisers, two image pools and the train step.
 
     Network names: ``g_src2ct`` (source -> CT), ``g_ct2src``, ``d_ct``, ``d_src``.
+
+    ``strategy``: a ``tf.distribute.Strategy`` (default: TensorFlow's current one, i.e. one
+    device); everything but the image pools is created in its scope (see the module docstring).
+    ``cfg['batch_size']`` must be divisible by its number of replicas.
     """
 
-    def __init__(self, cfg: dict, channels: int = 1):
+    def __init__(self, cfg: dict, channels: int = 1, strategy=None):
         import tensorflow as tf
 
         from medcyclegan.gan import losses
-        from medcyclegan.gan.image_pool import ImagePool
+        from medcyclegan.training import distribute
 
         self.cfg = cfg
+        self.strategy = strategy if strategy is not None else tf.distribute.get_strategy()
+        self.replicas = int(self.strategy.num_replicas_in_sync)
+        self.distributed = distribute.is_distributed(self.strategy)
+        distribute.check_batch_size(cfg["batch_size"], self.replicas)
         self.policy = precision_policy(cfg)
-        self.models = _build_models(cfg, self.policy, channels)
-        self.g_src2ct = self.models["g_src2ct"]
-        self.g_ct2src = self.models["g_ct2src"]
-        self.d_ct = self.models["d_ct"]
-        self.d_src = self.models["d_src"]
-        self.g_vars = self.g_src2ct.trainable_variables + self.g_ct2src.trainable_variables
-        self.d_vars = self.d_ct.trainable_variables + self.d_src.trainable_variables
-        self.opt_g = self._adam()
-        self.opt_d = self._adam()
-        self.opt_g.build(self.g_vars)
-        self.opt_d.build(self.d_vars)
+        with self.strategy.scope():
+            self.models = _build_models(cfg, self.policy, channels, sync_batch_norm=self.replicas > 1)
+            self.g_src2ct = self.models["g_src2ct"]
+            self.g_ct2src = self.models["g_ct2src"]
+            self.d_ct = self.models["d_ct"]
+            self.d_src = self.models["d_src"]
+            self.g_vars = self.g_src2ct.trainable_variables + self.g_ct2src.trainable_variables
+            self.d_vars = self.d_ct.trainable_variables + self.d_src.trainable_variables
+            self.opt_g = self._adam()
+            self.opt_d = self._adam()
+            self.opt_g.build(self.g_vars)
+            self.opt_d.build(self.d_vars)
 
+        # outside the strategy's scope: plain variables, one pool per replica on its device
         shape = (cfg["image_size"], cfg["image_size"], channels)
-        self.pool_ct = ImagePool(cfg["pool_size"], shape, seed=cfg["seed"] + 1, name="pool_ct")
-        self.pool_src = ImagePool(cfg["pool_size"], shape, seed=cfg["seed"] + 2, name="pool_src")
+        self.pool_ct = distribute.image_pool(cfg["pool_size"], shape, cfg["seed"] + 1, self.strategy, "pool_ct")
+        self.pool_src = distribute.image_pool(cfg["pool_size"], shape, cfg["seed"] + 2, self.strategy, "pool_src")
+
+        with self.strategy.scope():
+            self._build_rest(cfg, channels, losses)
+        self.train_step = tf.function(self._distributed_train_step if self.distributed else self._train_step)
+
+    def _build_rest(self, cfg: dict, channels: int, losses) -> None:
+        """The step counter, VGG loss, weight averages and the checkpoint (in the strategy's scope)."""
+        import tensorflow as tf
+
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
 
         self.adv = cfg["adversarial_loss"]
@@ -85,7 +130,6 @@ class CycleGANTrainer:
             pool_src=self.pool_src,
             **{f"ema_{k}": m for k, m in self.ema.items()},
         )
-        self.train_step = tf.function(self._train_step)
 
     def _adam(self):
         import keras
@@ -102,7 +146,7 @@ class CycleGANTrainer:
 
     def _ema_twins(self, channels: int) -> dict:
         """Copies of the two generators that will hold their weights' moving averages."""
-        twins = _build_models(self.cfg, self.policy, channels)
+        twins = _build_models(self.cfg, self.policy, channels, sync_batch_norm=self.replicas > 1)
         ema = {}
         for name in ("g_src2ct", "g_ct2src"):
             twins[name].set_weights(self.models[name].get_weights())
@@ -110,8 +154,16 @@ class CycleGANTrainer:
         return ema
 
     def architecture_hash(self) -> str:
-        """Hash of the four networks' Keras configs (changes with any architecture change)."""
-        blob = json.dumps([self.models[k].to_json() for k in sorted(self.models)] + [self.policy])
+        """Hash of the four networks' Keras configs (changes with any architecture change).
+
+        Not with the number of replicas: synchronised batch norm (several replicas) hashes as the
+        plain one, so a run may resume on another number of devices.
+        """
+        configs = [
+            self.models[k].to_json().replace('"synchronized": true', '"synchronized": false')
+            for k in sorted(self.models)
+        ]
+        blob = json.dumps(configs + [self.policy])
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def export_generators(self):
@@ -153,21 +205,75 @@ class CycleGANTrainer:
             for i, v in enumerate(opt.variables):
                 out[f"{name}/{i}"] = np.array(v.numpy())
         for name, pool in (("pool_ct", self.pool_ct), ("pool_src", self.pool_src)):
-            for v in pool.variables:
-                out[f"{name}/{v.name}"] = np.array(v.numpy())
+            # one pool per replica (ReplicaImagePools): replica 0 under the single-device names
+            for r, replica in enumerate(getattr(pool, "replicas", [pool])):
+                prefix = f"{name}_replica{r}" if r else name
+                for v in replica.variables:
+                    out[f"{prefix}/{v.name}"] = np.array(v.numpy())
+                out[f"{prefix}/rng"] = np.array(replica.rng.state.numpy())
         out["step"] = np.array(self.step.numpy())
         return out
 
     # -- the train step
 
-    def _apply(self, opt, tape, loss, variables):
-        if hasattr(opt, "scale_loss"):
-            grads = tape.gradient(opt.scale_loss(loss), variables)
-        else:
-            grads = tape.gradient(loss, variables)
+    def _objective(self, opt, loss):
+        """What the gradient is taken of; computed inside the tape (an op after it is not recorded).
+
+        With several replicas each replica's loss (a mean over its shard) is divided by their
+        number: Keras all-reduces the replicas' gradients with ``ReduceOp.SUM``
+        (``TFOptimizer._all_reduce_sum_gradients`` in keras/src/backend/tensorflow/optimizer.py,
+        called by ``_backend_update_step`` before ``update_step``), so the update is the gradient
+        of the global-batch mean, as ``keras.losses.loss.scale_loss_for_distribution`` does for
+        ``fit``. Then a ``LossScaleOptimizer``'s loss scale (a plain optimizer's ``scale_loss`` is
+        the identity).
+        """
+        if self.replicas > 1:
+            loss = loss * (1.0 / self.replicas)
+        return opt.scale_loss(loss) if hasattr(opt, "scale_loss") else loss
+
+    def _apply(self, opt, tape, objective, variables):
+        grads = tape.gradient(objective, variables)
+        if self.replicas > 1 and hasattr(opt, "check_finite"):
+            grads = _agree_on_overflow(opt, grads)
         opt.apply_gradients(zip(grads, variables))
 
     def _train_step(self, src, ct):
+        """One step on one device (TensorFlow's default strategy)."""
+        out = self._replica_step(src, ct)
+        self.step.assign_add(1)
+        if self.ema:
+            self._update_ema()
+        return out
+
+    def _distributed_train_step(self, src, ct):
+        """One step of the global batch (``src``, ``ct``) split over the strategy's replicas."""
+        import tensorflow as tf
+
+        from medcyclegan.training.distribute import check_batch_size
+
+        strategy, n = self.strategy, self.replicas
+        batch = src.shape[0]
+        if batch is None or ct.shape[0] != batch:
+            raise ValueError(
+                f"the train step needs source and CT batches of one static size, got {src.shape} and {ct.shape}"
+            )
+        check_batch_size(batch, n)
+        per = batch // n
+
+        def shards(x):
+            return strategy.experimental_distribute_values_from_function(
+                lambda ctx: x[ctx.replica_id_in_sync_group * per : (ctx.replica_id_in_sync_group + 1) * per]
+            )
+
+        per_replica = strategy.run(self._replica_step, args=(shards(src), shards(ct)))
+        # once per global step, in the cross-replica context (updates every replica's copy)
+        self.step.assign_add(1)
+        if self.ema:
+            self._update_ema()
+        return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in per_replica.items()}
+
+    def _replica_step(self, src, ct):
+        """Losses (means over this replica's batch) and both optimisers' updates of one step."""
         import tensorflow as tf
 
         from medcyclegan.gan import losses as L
@@ -230,12 +336,11 @@ class CycleGANTrainer:
             d_ct_loss = L.discriminator_loss(d_real_ct[0], D_ct(pooled_ct, training=True)[0], self.adv)
             d_src_loss = L.discriminator_loss(d_real_src[0], D_src(pooled_src, training=True)[0], self.adv)
             d_total = d_ct_loss + d_src_loss
+            g_objective = self._objective(self.opt_g, g_total)
+            d_objective = self._objective(self.opt_d, d_total)
 
-        self._apply(self.opt_g, tape, g_total, self.g_vars)
-        self._apply(self.opt_d, tape, d_total, self.d_vars)
+        self._apply(self.opt_g, tape, g_objective, self.g_vars)
+        self._apply(self.opt_d, tape, d_objective, self.d_vars)
         del tape
-        self.step.assign_add(1)
-        if self.ema:
-            self._update_ema()
         out.update({"g_total": g_total, "d_ct": d_ct_loss, "d_src": d_src_loss})
         return out
