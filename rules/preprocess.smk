@@ -1,6 +1,8 @@
 # Per-volume jobs: ingest (read raw, select series / sum PET frames, canonical grid) and
 # preprocess (head mask, useful slices, 256x256 window, [-1, 1] scaling), each with only its
 # modality's settings (medcyclegan/config/settings.py); the paired real CT on the input's slices.
+# All three are in the job group "per_volume": on a cluster, profiles/slurm submits the jobs of 50
+# volumes as one Slurm job (group-components; docs/slurm.md). Local runs ignore groups.
 
 
 rule ingest:
@@ -13,6 +15,8 @@ rule ingest:
         "logs/ingest/{modality}/{volume}.log",
     benchmark:
         "logs/benchmarks/ingest/{modality}/{volume}.tsv"
+    group:
+        "per_volume"
     conda:
         "../envs/medcyclegan.yaml"
     threads: 2
@@ -39,6 +43,8 @@ rule preprocess_volume:
         "logs/preprocess_volume/{modality}/{volume}.log",
     benchmark:
         "logs/benchmarks/preprocess_volume/{modality}/{volume}.tsv"
+    group:
+        "per_volume"
     conda:
         "../envs/medcyclegan.yaml"
     threads: 1
@@ -67,6 +73,8 @@ rule ground_truth_slices:
         "logs/benchmarks/ground_truth_slices/{modality}/{volume}.tsv"
     wildcard_constraints:
         modality="mr|pet",
+    group:
+        "per_volume"
     conda:
         "../envs/medcyclegan.yaml"
     threads: 1
