@@ -30,6 +30,8 @@ rule train:
     resources:
         mem_mb=lambda w: task_training(w)["mem_mb"],
         runtime=lambda w: task_training(w)["runtime_min"],
+        # where the job runs, not what it learns: a resource, so that a change reruns nothing
+        device=lambda w: task_training(w)["device"],
     params:
         task=lambda w: w.task,
         training=train_params,

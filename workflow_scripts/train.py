@@ -10,7 +10,7 @@ with snakemake_job(snakemake) as smk:  # noqa: F821
     from medcyclegan.training.loop import run_training
 
     run_training(
-        dict(smk.params.training),
+        {**smk.params.training, "device": smk.resources.device},
         task=smk.params.task,
         src_train=smk.input.src,
         ct_train=smk.input.ct,

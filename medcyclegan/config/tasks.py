@@ -17,7 +17,7 @@ from medcyclegan.config.validation import deep_update, fill_and_validate, load_s
 TASKS = {"mr2ct": "mr", "pet2ct": "pet"}
 
 #: keys the training rule does not use (figure, evaluation, scheduler resources)
-NON_TRAINING_KEYS = ("examples", "mem_mb", "runtime_min", "tasks")
+NON_TRAINING_KEYS = ("examples", "mem_mb", "runtime_min", "device", "tasks")
 
 
 def training_schema() -> dict:
