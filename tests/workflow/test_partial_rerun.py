@@ -34,12 +34,14 @@ def demo_run(tmp_path_factory):
 
 
 def scheduled(dry_run_output: str) -> list[tuple[str, dict]]:
-    """(rule, wildcards) of every job a dry run would execute."""
+    """(rule, wildcards) of every job a dry run would execute (a job of a group, e.g. the
+    per-volume rules' ``per_volume``, is printed indented under ``Group job ...``)."""
     jobs = []
-    for m in re.finditer(r"^(?:local)?rule (\w+):\n((?:    .*\n?)*)", dry_run_output, flags=re.M):
-        wc = re.search(r"^    wildcards: (.*)$", m[2], flags=re.M)
+    pattern = r"^( *)(?:local)?rule (\w+):\n((?:\1    .*\n?)*)"  # a rule line, then its deeper-indented block
+    for m in re.finditer(pattern, dry_run_output, flags=re.M):
+        wc = re.search(r"^\s+wildcards: (.*)$", m[3], flags=re.M)
         wildcards = dict(kv.split("=", 1) for kv in wc[1].split(", ")) if wc else {}
-        jobs.append((m[1], wildcards))
+        jobs.append((m[2], wildcards))
     return jobs
 
 
