@@ -9,6 +9,16 @@ from medcyclegan.io.tfrecords import slice_example, write_tfrecord
 
 SIZE = 32
 
+#: the networks the training tests train on these slices: one small U-Net, a small discriminator
+TINY_NETWORKS = {
+    "image_size": SIZE,
+    "n_unets": 1,
+    "unet_depth": 3,
+    "unet_filters": 4,
+    "disc_layers": 2,
+    "disc_filters": 4,
+}
+
 
 def phantom(modality, k, size=SIZE):
     """A head-like disc: CT has a bright rim (skull), MR a dark rim; background -1."""

@@ -7,7 +7,7 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 
 from medcyclegan.config.tasks import task_config  # noqa: E402
-from medcyclegan.testing.slice_phantoms import SIZE, write_domain  # noqa: E402
+from medcyclegan.testing.slice_phantoms import TINY_NETWORKS, write_domain  # noqa: E402
 from medcyclegan.training.data import unpaired_dataset  # noqa: E402
 from medcyclegan.training.trainer import CycleGANTrainer  # noqa: E402
 
@@ -16,12 +16,7 @@ from medcyclegan.training.trainer import CycleGANTrainer  # noqa: E402
 def test_mixed_precision_steps_are_finite_with_float32_weights(tmp_path, precision, policy):
     cfg = task_config(
         {
-            "image_size": SIZE,
-            "n_unets": 1,
-            "unet_depth": 3,
-            "unet_filters": 4,
-            "disc_layers": 2,
-            "disc_filters": 4,
+            **TINY_NETWORKS,
             "steps": 4,
             "lr_decay_steps": 2,
             "pool_size": 2,

@@ -17,7 +17,7 @@ from medcyclegan.evaluation import slice_eval  # noqa: E402
 from medcyclegan.gan import losses, schedules  # noqa: E402
 from medcyclegan.inference.export import export_models  # noqa: E402
 from medcyclegan.inference.runtime import load_generator, load_manifest  # noqa: E402
-from medcyclegan.testing.slice_phantoms import SIZE, phantom, write_domain  # noqa: E402
+from medcyclegan.testing.slice_phantoms import SIZE, TINY_NETWORKS, phantom, write_domain  # noqa: E402
 from medcyclegan.training.checkpoints import prepare_checkpoint_dir, run_fingerprint  # noqa: E402
 from medcyclegan.training.data import make_dataset, unpaired_dataset  # noqa: E402
 from medcyclegan.training.loop import run_training  # noqa: E402
@@ -27,12 +27,7 @@ from medcyclegan.training.trainer import CycleGANTrainer  # noqa: E402
 def tiny_config(**over):
     cfg = task_config(
         {
-            "image_size": SIZE,
-            "n_unets": 1,
-            "unet_depth": 3,
-            "unet_filters": 4,
-            "disc_layers": 2,
-            "disc_filters": 4,
+            **TINY_NETWORKS,
             "steps": 6,
             "lr_decay_steps": 3,
             "pool_size": 3,
