@@ -1,4 +1,6 @@
-"""Command line: ``python -m medcyclegan predict --model DIR --input mr.nii.gz --output sct.nii.gz``.
+"""Command line: ``python -m medcyclegan predict --model DIR --input mr.nii.gz --output sct.nii.gz``,
+and ``python -m medcyclegan locate REF|FILE ...``, which finds the files a pseudonymous reference
+of the workflow's outputs (``VOLUME/f-<hex>``) stands for.
 
 Applies a trained model to one MR or PET NIfTI or DICOM series that need not come from the workflow: the volume goes
 through the workflow's own ingest and preprocessing, with the settings stored in the model folder
@@ -60,11 +62,51 @@ def _parser() -> argparse.ArgumentParser:
         help="translate each slice once (default: average with its left-right mirror image, as the workflow does)",
     )
     pr.add_argument("--threads", type=int, default=None, help="CPU threads for TensorFlow")
+    lo = sub.add_parser(
+        "locate",
+        help="the files that references such as CQ500-CT-3/f-1a2b3c4d5e stand for",
+        description="Print the path of each file or folder that a pseudonymous reference (VOLUME/f-<hex>, as "
+        "written in rejected.csv, fixes.csv, discovery.csv, info JSONs and logs) stands for, by recomputing the "
+        "keyed hashes on this machine. Give references, or files that contain them. Prints to the console only.",
+    )
+    lo.add_argument("refs", nargs="+", help="references, or files (e.g. results/qc/rejected.csv) holding them")
+    lo.add_argument(
+        "--configfile",
+        action="append",
+        default=None,
+        help="the workflow config(s) the run used (default: config.yaml); later files override earlier ones",
+    )
     return p
+
+
+def _locate(args) -> int:
+    from pathlib import Path
+
+    import yaml
+
+    from medcyclegan.config.validation import ConfigError, deep_update, validate_config
+    from medcyclegan.workflow.locate import locate
+
+    config: dict = {}
+    for path in args.configfile or ["config.yaml"]:
+        deep_update(config, yaml.safe_load(Path(path).read_text()) or {})
+    try:
+        config = validate_config(config, source=" + ".join(args.configfile or ["config.yaml"]))
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    texts = [Path(r).read_text(errors="replace") if Path(r).is_file() else r for r in args.refs]
+    results = locate(texts, config, f"{config['results_dir']}/demo")
+    for ref, paths in results:
+        for path in paths or ["(not found: other data folders or privacy.id_key than the run's?)"]:
+            print(f"{ref}\t{path}")
+    return 0 if results and all(paths for _, paths in results) else 1
 
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "locate":
+        return _locate(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if args.command == "predict":
         from medcyclegan.errors import BadInput

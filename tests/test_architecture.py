@@ -10,7 +10,7 @@ from medcyclegan.testing.workflow import ROOT
 
 PACKAGE = ROOT / "medcyclegan"
 #: the stages, lowest first: a module may import its own stage and the stages before it
-STAGES = ["errors", "config", "io", "ingest", "preprocessing", "gan", "inference", "training", "evaluation"]
+STAGES = ["errors", "privacy", "config", "io", "ingest", "preprocessing", "gan", "inference", "training", "evaluation"]
 STAGES += ["figures", "workflow"]
 #: beside the stages: the demo data, the benchmarks, the test-data builders and the command line
 SIDE = {"demo", "bench", "testing", "__main__"}

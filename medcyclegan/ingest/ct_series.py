@@ -32,6 +32,7 @@ from medcyclegan.ingest.dicom_files import (
     transfer_syntax_name,
     transfer_syntax_uid,
 )
+from medcyclegan.privacy import free_text
 
 #: Phrases that state a series was acquired WITHOUT contrast ("PRE CONTRAST", "non-contrast",
 #: "without contrast", "w/o contrast" ...). They are replaced by "plain" before the exclusion
@@ -151,16 +152,17 @@ def _slice_thickness(ds: pydicom.Dataset, files: list[Path]) -> tuple[float, str
 
 
 def _header_fields(ds: pydicom.Dataset, folder: Path, files: list[Path], suffix: str) -> dict[str, Any]:
-    desc = str(ds.get("SeriesDescription", "") or "").strip()
+    # free text: read to choose the series, never written (medcyclegan.privacy)
+    desc = free_text(ds.get("SeriesDescription", "") or "").strip()
     thick, source = _slice_thickness(ds, files)
     ts = transfer_syntax_uid(ds)
-    agent = str(ds.get("ContrastBolusAgent", "") or "").strip()
+    agent = free_text(ds.get("ContrastBolusAgent", "") or "").strip()
     return dict(
         description=(desc or folder.name) + suffix,
         slice_thickness_mm=thick,
         thickness_source=source,
         image_type=_multi(ds.get("ImageType", None)),
-        convolution_kernel=_multi(ds.get("ConvolutionKernel", None)),
+        convolution_kernel=free_text(_multi(ds.get("ConvolutionKernel", None))),
         rows=int(ds.get("Rows", 0) or 0),
         columns=int(ds.get("Columns", 0) or 0),
         pixel_spacing_mm=_multi(ds.get("PixelSpacing", None)),

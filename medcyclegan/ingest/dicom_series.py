@@ -36,6 +36,7 @@ from medcyclegan.ingest import IngestError
 from medcyclegan.ingest.ct_series import list_series
 from medcyclegan.ingest.ct_stack import read_ct_stack
 from medcyclegan.ingest.dicom_files import dcmread, dicom_files
+from medcyclegan.privacy import free_text
 
 log = logging.getLogger("medcyclegan.ingest")
 
@@ -70,7 +71,7 @@ def is_dicom_folder(path) -> bool:
 
 def _texts(header: pydicom.Dataset) -> list[str]:
     keys = ("SeriesDescription", "ProtocolName", "SequenceName")
-    return [str(header.get(k, "") or "") for k in keys]
+    return [free_text(header.get(k, "") or "") for k in keys]  # read to choose, never written
 
 
 def _series_facts(row: pd.Series) -> tuple[dict[str, Any], pydicom.Dataset | None]:

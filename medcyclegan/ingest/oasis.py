@@ -35,6 +35,7 @@ import SimpleITK as sitk
 from medcyclegan.ingest import IngestError, geometry_info
 from medcyclegan.ingest.discovery import OASIS_SESSION
 from medcyclegan.ingest.nifti import check_nifti_dtype, read_nifti_3d
+from medcyclegan.privacy import free_text_fields
 
 __all__ = [
     "parse_session_name",
@@ -51,14 +52,11 @@ _NII_RE = re.compile(r"\.nii(\.gz)?$", re.IGNORECASE)
 _RUN_RE = re.compile(r"_run-(\d+)(?=_)")
 _FOLDER_NUM_RE = re.compile(r"^(?:anat|pet)(\d+)$", re.IGNORECASE)
 
-#: sidecar keys copied into ``info`` (acquisition parameters only: nothing identifying)
+#: sidecar keys copied into ``info``: acquisition parameters that are numbers or codes only (no
+#: descriptions or names, which are free text: see medcyclegan.privacy)
 MR_SIDECAR_KEYS = (
     "Modality",
     "MagneticFieldStrength",
-    "Manufacturer",
-    "ManufacturersModelName",
-    "SeriesDescription",
-    "ProtocolName",
     "ScanningSequence",
     "MRAcquisitionType",
     "RepetitionTime",
@@ -184,6 +182,7 @@ def load_sidecar(path: str | os.PathLike | None) -> dict[str, Any] | None:
         raise IngestError(f"{path}: cannot read the JSON sidecar ({exc}). Fix or remove the file.") from exc
     if not isinstance(data, dict):
         raise IngestError(f"{path}: JSON sidecar is not an object.")
+    free_text_fields(data)  # descriptions, names: read, never written
     return data
 
 

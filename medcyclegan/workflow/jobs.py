@@ -16,7 +16,8 @@ import pandas as pd
 import SimpleITK as sitk
 
 from medcyclegan.errors import BadInput
-from medcyclegan.ingest.discovery import is_pseudonym, subject_of
+from medcyclegan import privacy
+from medcyclegan.ingest.discovery import subject_of
 from medcyclegan.ingest.volume import read_plausible_volume
 from medcyclegan.io import atomic as io
 from medcyclegan.io import placeholders, tfrecords
@@ -51,40 +52,43 @@ def ingest(
     ct_series: dict | None = None,
     pet: dict | None = None,
     reject_cfg: dict | None = None,
+    id_key: str = "",
 ) -> None:
     """Read one raw study/session, bring it to the canonical grid, write NIfTI + info JSON.
 
-    Known-bad input (:class:`~medcyclegan.errors.BadInput`) does not fail the job: the outputs
-    become rejection placeholders carrying the reason (see :mod:`medcyclegan.workflow.rejection`).
-    Any other exception is a bug and propagates.
+    Everything written or logged passes the volume's privacy boundary
+    (:func:`medcyclegan.privacy.boundary`, keyed by ``id_key``): paths, file names and free text
+    of the input become pseudonymous references. Known-bad input
+    (:class:`~medcyclegan.errors.BadInput`) does not fail the job: the outputs become rejection
+    placeholders carrying the reason (see :mod:`medcyclegan.workflow.rejection`). Any other
+    exception is a bug and fails the job, with its message and traceback passed through the
+    boundary too.
     """
-    hide = is_pseudonym(volume)
-    try:
-        img, info = read_plausible_volume(modality, source, ct_series=ct_series, pet=pet, reject_cfg=reject_cfg)
-    except BadInput as exc:
-        row = reject.row_from_error(
-            exc, modality=modality, volume=volume, rule="ingest", source=source, hide_source=hide
+    tracers = set((pet or {}).get("windows_min", {}))
+    with privacy.boundary(volume, source, id_key, codes=tracers) as boundary, privacy.public_errors(boundary):
+        try:
+            img, info = read_plausible_volume(modality, source, ct_series=ct_series, pet=pet, reject_cfg=reject_cfg)
+        except BadInput as exc:
+            row = reject.row_from_error(exc, modality=modality, volume=volume, rule="ingest", source=source)
+            _write_rejected_volume(boundary.public(row), modality, volume, out_volume, out_info)
+            return
+        info = boundary.public(info)
+        _log_ingested(modality, volume, img, info)
+        canonical = canonical_image(img, modality, spacing_mm)
+        log.info("%s %s: canonical grid %s", modality, volume, _geometry(canonical))
+        io.write_image(out_volume, canonical)
+        io.write_json(
+            out_info,
+            {
+                "volume": volume,
+                "subject": subject_of(volume),
+                "modality": modality,
+                "status": "ok",
+                "ingest": info,
+                "native": _geometry(img),
+                "canonical": _geometry(canonical),
+            },
         )
-        _write_rejected_volume(row, modality, volume, out_volume, out_info)
-        return
-    if hide:
-        info = reject.scrub_obj(info, source, volume, True)
-    _log_ingested(modality, volume, img, info)
-    canonical = canonical_image(img, modality, spacing_mm)
-    log.info("%s %s: canonical grid %s", modality, volume, _geometry(canonical))
-    io.write_image(out_volume, canonical)
-    io.write_json(
-        out_info,
-        {
-            "volume": volume,
-            "subject": subject_of(volume),
-            "modality": modality,
-            "status": "ok",
-            "ingest": info,
-            "native": _geometry(img),
-            "canonical": _geometry(canonical),
-        },
-    )
 
 
 def _write_rejected_volume(row: dict, modality: str, volume: str, out_volume: str, out_info: str) -> None:

@@ -12,9 +12,9 @@ How it works (one job per volume):
 * downstream per-volume jobs pass the row on; aggregations skip placeholders (a rejected ``.npz``
   holds no slice, so it adds nothing to a TFRecord), and :func:`write_table` collects the rows.
 
-Rows hold no patient-identifying value: messages are built from file names and header
-geometry only, and with pseudonymised folder names the raw source path is replaced by the volume
-id (:func:`scrub`).
+Rows hold no patient-identifying value: messages are built from header geometry and codes, and
+the ingest job writes them through its privacy boundary (:mod:`medcyclegan.privacy`), which
+replaces every path, file name and free text of the input by a pseudonymous reference.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 from medcyclegan.errors import BadInput
 from medcyclegan.io import atomic as io
@@ -71,36 +70,12 @@ _ACTION_RE = re.compile(rf"(?:(?<=[.;)])\s+|\n\s*)(?=(?:{_VERBS_RE})\b)", re.IGN
 _PATH_RE = re.compile(r"^((?:/|[A-Za-z]:[\\/])[^\n]*?):\s")
 
 
-def scrub(text: str, source: str | os.PathLike | None, volume: str, hide_source: bool) -> str:
-    """Replace the raw study/session folder in ``text`` by ``[volume]`` when its name may be
-    identifying (pseudonymised ids); otherwise keep the path, so the user can find the file."""
-    if not hide_source or not source:
-        return text
-    for form in sorted({str(source), str(Path(source).resolve()), os.path.abspath(source)}, key=len, reverse=True):
-        text = text.replace(form.rstrip("/"), f"[{volume}]")
-    name = Path(source).name
-    if name and name != volume:  # the folder name alone (as a whole token), e.g. in sub-folder names
-        text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(name)}(?![A-Za-z0-9])", f"[{volume}]", text)
-    return text
-
-
-def scrub_obj(obj: Any, source: str | os.PathLike | None, volume: str, hide_source: bool) -> Any:
-    """:func:`scrub` applied to every string (keys included) of a JSON-like structure."""
-    if not hide_source:
-        return obj
-    if isinstance(obj, str):
-        return scrub(obj, source, volume, True)
-    if isinstance(obj, dict):
-        return {scrub_obj(k, source, volume, True): scrub_obj(v, source, volume, True) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [scrub_obj(v, source, volume, True) for v in obj]
-    return obj
-
-
 def row_from_error(
-    exc: BadInput, *, modality: str, volume: str, rule: str, source: str | os.PathLike | None, hide_source: bool = False
+    exc: BadInput, *, modality: str, volume: str, rule: str, source: str | os.PathLike | None
 ) -> dict[str, str]:
-    """One rejected.csv row from a :class:`BadInput`: ``file, rule, reason, action`` (one line each)."""
+    """One rejected.csv row from a :class:`BadInput`: ``file, rule, reason, action`` (one line each),
+    as the message says them: the job passes the row through its privacy boundary
+    (:meth:`medcyclegan.privacy.Boundary.public`) before it is written or logged."""
     message = str(exc).strip()
     file = getattr(exc, "file", None)
     m = _PATH_RE.match(message)
@@ -120,9 +95,9 @@ def row_from_error(
         "modality": modality,
         "volume": volume,
         "rule": rule,
-        "file": scrub(str(file), source, volume, hide_source),
-        "reason": scrub(one_line(message), source, volume, hide_source),
-        "action": scrub(one_line(action), source, volume, hide_source),
+        "file": str(file),
+        "reason": one_line(message),
+        "action": one_line(action),
     }
 
 

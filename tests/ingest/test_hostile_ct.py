@@ -13,6 +13,8 @@ import numpy as np
 import SimpleITK as sitk
 from pydicom.uid import JPEG2000Lossless
 
+from medcyclegan.privacy import file_ref as ref
+from medcyclegan.privacy import text_ref
 from medcyclegan.testing.hostile_data import cq500_study, kept_slices, run_volume, write_ct
 from medcyclegan.testing.workflow import ROOT
 
@@ -38,7 +40,8 @@ def test_truncated_file_rejects_series(tmp_path):
     g.write_bytes(g.read_bytes()[:600])  # cut inside the header
     row = only_row(run_volume(tmp_path, "ct", study, "CQ500-CT-2")[0])
     assert row.rule == "ingest"
-    assert "CT000020.dcm" in row.reason or "CT000030.dcm" in row.reason
+    # files are named by their pseudonymous references (medcyclegan.privacy)
+    assert ref("CQ500-CT-2", "Unknown Study/CT PLAIN/CT000020.dcm") in row.reason or "CT000030.dcm" in row.reason
     assert "truncated" in row.reason
     assert kept_slices(tmp_path, "ct", "CQ500-CT-2") == 0
 
@@ -49,8 +52,8 @@ def test_truncated_file_falls_back_to_next_series(tmp_path):
     f.write_bytes(f.read_bytes()[:3000])
     rows, info = run_volume(tmp_path, "ct", study, "CQ500-CT-3")
     assert rows.empty
-    assert info["ingest"]["series_folder"].endswith("CT PLAIN 2")
-    assert "truncated" in info["ingest"]["rejected"]["Unknown Study/CT PLAIN"]
+    assert info["ingest"]["series_folder"] == ref("CQ500-CT-3", "Unknown Study/CT PLAIN 2")
+    assert "truncated" in info["ingest"]["rejected"][ref("CQ500-CT-3", "Unknown Study/CT PLAIN")]
 
 
 def test_non_dicom_file_in_series_folder_is_skipped_and_logged(tmp_path):
@@ -62,12 +65,13 @@ def test_non_dicom_file_in_series_folder_is_skipped_and_logged(tmp_path):
     rows, info = run_volume(tmp_path, "ct", study, "CQ500-CT-4")
     assert rows.empty
     assert info["ingest"]["n_slices"] == 50
-    assert any("notes.dcm" in f and "not a DICOM file" in f for f in info["ingest"]["fixes"])
+    notes = ref("CQ500-CT-4", "notes.dcm")
+    assert any(notes in f and "not a DICOM file" in f for f in info["ingest"]["fixes"])
     import pandas as pd
 
     fixes = pd.read_csv(tmp_path / "results/qc/fixes.csv")
     assert list(fixes.columns) == ["modality", "volume", "rule", "fix"]
-    assert fixes.fix.str.contains("notes.dcm").any() and set(fixes.volume) == {"CQ500-CT-4"}
+    assert fixes.fix.str.contains(notes).any() and set(fixes.volume) == {"CQ500-CT-4"}
 
 
 def test_two_series_in_one_folder_are_split_and_selected(tmp_path):
@@ -78,7 +82,7 @@ def test_two_series_in_one_folder_are_split_and_selected(tmp_path):
     rows, info = run_volume(tmp_path, "ct", study, "CQ500-CT-5")
     assert rows.empty
     ing = info["ingest"]
-    assert ing["series_description"].startswith("PLAIN") and ing["n_slices"] == 44
+    assert ing["series_description"].startswith(text_ref("PLAIN")) and ing["n_slices"] == 44
     assert any("several series" in f for f in ing["fixes"])
     assert any("bone" in v.lower() for v in ing["rejected"].values())
 
@@ -96,7 +100,7 @@ def test_localizer_inside_series_is_dropped_and_logged(tmp_path):
     ds.save_as(series / "SCOUT.dcm", enforce_file_format=True)
     rows, info = run_volume(tmp_path, "ct", study, "CQ500-CT-6")
     assert rows.empty and info["ingest"]["n_slices"] == 50
-    assert any("SCOUT.dcm" in f and "localizer" in f for f in info["ingest"]["fixes"])
+    assert any(ref("CQ500-CT-6", "SCOUT.dcm") in f and "localizer" in f for f in info["ingest"]["fixes"])
 
 
 def test_missing_slice_rejected(tmp_path):
@@ -104,7 +108,7 @@ def test_missing_slice_rejected(tmp_path):
     (study / "Unknown Study/CT PLAIN/CT000025.dcm").unlink()
     row = only_row(run_volume(tmp_path, "ct", study, "CQ500-CT-7")[0])
     assert "not uniform" in row.reason and "CT000024.dcm" in row.reason and "CT000026.dcm" in row.reason
-    assert row.file.endswith("Unknown Study/CT PLAIN")  # the series to fix, not just the study
+    assert row.file == ref("CQ500-CT-7", "Unknown Study/CT PLAIN")  # the series to fix, not just the study
 
 
 def test_duplicate_positions_exact_copy_fixed_different_rejected(tmp_path):
@@ -113,7 +117,7 @@ def test_duplicate_positions_exact_copy_fixed_different_rejected(tmp_path):
     shutil.copy(series / "CT000010.dcm", series / "COPY.dcm")
     rows, info = run_volume(tmp_path / "a", "ct", study, "CQ500-CT-8")
     assert rows.empty and info["ingest"]["n_slices"] == 50
-    assert any("COPY.dcm" in f and "duplicate" in f for f in info["ingest"]["fixes"])
+    assert any(ref("CQ500-CT-8", "COPY.dcm") in f and "duplicate" in f for f in info["ingest"]["fixes"])
     # a different image at an existing position: two acquisitions mixed, refused
     import pydicom
 
@@ -213,5 +217,6 @@ def test_study_with_no_usable_series_rejected_with_listing(tmp_path):
     )
     row = only_row(run_volume(tmp_path, "ct", study, "CQ500-CT-16")[0])
     assert "no series qualifies" in row.reason
-    assert "CT BONE" in row.reason and "CT 5mm" in row.reason and "5 mm > max" in row.reason
+    bone, thick = (ref("CQ500-CT-16", f"Unknown Study/{name}") for name in ("CT BONE", "CT 5mm"))
+    assert bone in row.reason and thick in row.reason and "5 mm > max" in row.reason
     assert "ct_series" in row.action

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from medcyclegan.ingest import synthrad
+from medcyclegan.testing.synthrad_trees import phantom_task1
 from medcyclegan.testing.workflow import scheduled_jobs, snakemake, write_config
 
 
@@ -56,41 +57,6 @@ def test_evaluation_dag_uses_synthrad_pairs(tmp_path):
     assert "demo_mr_session" not in jobs and "demo_ct_study" not in jobs
     assert jobs["ground_truth_slices"] == 3 and jobs["evaluate_volume"] == 1
     assert f"{brain}/1B" in out and "mask.nii.gz" in out
-
-
-def phantom_task1(root, ids=("1BA001", "1BA002", "1BB003", "1BC004")):
-    """A SynthRAD2023-like Task1/brain tree from the demo head phantom: registered MR/CT/mask on one grid.
-
-    As in the release: both images on the CT's 1 mm grid (here LAS, an oblique-free 1 mm box
-    around the cranium), the MR a T1 with its own scale, the mask a dilated body outline.
-    """
-    from scipy import ndimage as ndi
-
-    from medcyclegan.demo import anatomy
-
-    anat = anatomy.head_anatomy()
-    brain = root / "Task1" / "brain"
-    shape = (176, 208, 72)
-    affine = np.diag([-1.0, 1.0, 1.0, 1.0])  # LAS
-    affine[:3, 3] = [87.5, -103.5, -30.0]
-    for k, pid in enumerate(ids):
-        rng = np.random.default_rng(k)
-        pose = anatomy.Pose(anatomy.random_scale(rng), anatomy.random_rotation(rng), (0.0, 0.0, 0.0))
-        ct = np.clip(np.rint(anatomy.render(anat.ct, affine, shape, pose, default=-1000.0)), -1024, 3071)
-        mr = anatomy.render(anat.t1, affine, shape, pose) * (3.0 + 0.5 * k) + rng.normal(0, 2.0, shape)
-        mask = ndi.binary_dilation(ct > -500, iterations=3)
-        p = brain / pid
-        p.mkdir(parents=True)
-        for name, data in (
-            ("ct", ct.astype(np.int16)),
-            ("mr", np.clip(mr, 0, None).astype(np.float32)),
-            ("mask", mask),
-        ):
-            img = nib.Nifti1Image(data.astype(np.uint8) if name == "mask" else data, affine)
-            img.set_qform(affine, 1)
-            img.set_sform(affine, 1)
-            nib.save(img, str(p / f"{name}.nii.gz"))
-    return brain
 
 
 @pytest.mark.workflow
