@@ -237,3 +237,32 @@ def public_errors(b: Boundary) -> Iterator[None]:
 
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         raise RedactedError(b.public(f"{type(exc).__name__}: {exc}\n{text}")) from None
+
+
+def job_source(raw: str | os.PathLike, volume: str, link_dir: str | os.PathLike) -> str:
+    """The path a job is given for a volume's raw input: a symlink ``link_dir/VOLUME`` (a file
+    keeps its ``.nii``/``.nii.gz`` suffix, and a JSON sidecar next to it is linked as
+    ``VOLUME.json``), so that no folder or file name of the input appears in Snakemake's job
+    listing or bookkeeping. The link is made (or re-pointed) at planning time; Snakemake judges
+    the input by its target's modification time, so a link never triggers a rerun itself."""
+    raw_path = Path(os.path.abspath(raw))
+    suffix = next((s for s in (".nii.gz", ".nii") if raw_path.name.lower().endswith(s)), "")
+    link = Path(link_dir) / f"{volume}{suffix}"
+    _point(link, raw_path)
+    if suffix:
+        sidecar = raw_path.with_name(raw_path.name[: -len(suffix)] + ".json")
+        if sidecar.is_file():
+            _point(link.with_name(f"{volume}.json"), sidecar)
+    return str(link)
+
+
+def _point(link: Path, target: Path) -> None:
+    """Make ``link`` a symlink to ``target`` unless it already is one (atomically replaced)."""
+    if link.is_symlink() and os.readlink(link) == str(target):
+        return
+    link.parent.mkdir(parents=True, exist_ok=True)
+    partial = link.with_name(f".{link.name}.{os.getpid()}")
+    if partial.is_symlink():
+        partial.unlink()
+    os.symlink(target, partial)
+    os.replace(partial, link)

@@ -4,7 +4,9 @@ structured facts and the volume id do, and every reference leads back to its fil
 from __future__ import annotations
 
 import logging
+import os
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -100,3 +102,21 @@ def test_a_bug_inside_the_boundary_fails_with_public_text(study):
         with privacy.boundary("anon-0123456789ab", study) as b, privacy.public_errors(b):
             raise ValueError(f"bad {study}")
     assert "DOE" not in str(failure.value) and "Traceback" in str(failure.value)
+
+
+def test_jobs_reach_the_input_through_a_link_named_by_the_volume(tmp_path, study):
+    links = tmp_path / ".medcyclegan/sources/ct"
+    link = privacy.job_source(study, "anon-0123456789ab", links)
+    assert link == str(links / "anon-0123456789ab") and Path(link).resolve() == study.resolve()
+    before = os.lstat(link).st_mtime_ns
+    assert privacy.job_source(study, "anon-0123456789ab", links) == link  # planning again: untouched
+    assert os.lstat(link).st_mtime_ns == before
+    moved = study.rename(tmp_path / "moved")
+    privacy.job_source(moved, "anon-0123456789ab", links)  # re-pointed
+    assert Path(link).resolve() == moved.resolve()
+    nii = tmp_path / "Zqf export" / "DOE t1.nii.gz"
+    nii.parent.mkdir()
+    nii.write_bytes(b"x")
+    nii.with_name("DOE t1.json").write_text("{}")
+    link = privacy.job_source(nii, "anon-aaaaaaaaaaaa_mr", links)
+    assert link.endswith("anon-aaaaaaaaaaaa_mr.nii.gz") and (links / "anon-aaaaaaaaaaaa_mr.json").is_symlink()
