@@ -49,7 +49,7 @@ def ingest_settings(settings: dict) -> dict:
     """Keyword arguments of the ingest stage (read, plausibility check, canonical grid)."""
     kwargs = {
         "spacing_mm": settings["spacing_mm"],
-        "reject_cfg": {"min_extent_mm": settings["reject"]["min_extent_mm"]},
+        "reject_cfg": {k: settings["reject"][k] for k in ("min_extent_mm", "max_nonfinite_fraction")},
     }
     for key in ("ct_series", "pet"):
         if key in settings:

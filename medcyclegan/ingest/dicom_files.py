@@ -1,17 +1,27 @@
 """DICOM files of a CT series folder: which files are DICOM, reading them, decoding one slice to HU.
 
-A file is DICOM when it has a ``.dcm`` extension or the ``DICM`` magic at byte 128 (so
-extension-less files are found as well); names that are certainly something else (``.txt``,
-``.json``, ``DICOMDIR`` ...) are never opened.
+A file is DICOM when it has a ``.dcm`` extension, the ``DICM`` magic at byte 128, or starts
+like a bare dataset (no preamble and no file meta, as old archives export them: a known element
+of group 0002/0008, little endian), so extension-less files are found as well; names that are
+certainly something else (``.txt``, ``.json``, ``DICOMDIR`` ...) are never opened. A bare image
+dataset is read with ``force=True`` and its transfer syntax inferred from the encoding pydicom
+found (implicit/explicit VR, byte order), since pydicom decodes no pixel data without one.
 
 Documented fixes when a slice is read: a file without the DICOM magic that pydicom cannot parse,
 or a non-image DICOM object (structured report, presentation state ...), is skipped (the caller
-logs it). A truncated image file (header without pixel data, or pixel data that cannot be
-decoded) is never skipped: :class:`IngestError`.
+logs it). A truncated image file (header without pixel data, uncompressed pixel data of another
+length than Rows x Columns x SamplesPerPixel x BitsAllocated/8, checked before decoding because
+pydicom decodes longer data with only a warning, or pixel data that cannot be decoded) is never
+skipped: :class:`IngestError`.
 
 HU = stored value * RescaleSlope + RescaleIntercept, per slice, as float32 (pydicom's pixel
 handlers decode the stored values, including JPEG 2000 / JPEG lossless through pylibjpeg, and
 honour PixelRepresentation). Compressed series are decoded by forked worker processes.
+
+Documented fix (CT): scanner padding (stored values equal to PixelPaddingValue, or between it and
+PixelPaddingRangeLimit inclusive, PS3.3 C.7.5.1.1.2, compared before rescale) and values below
+air (-1024 HU; outside the reconstruction circle scanners write e.g. -2000 or -3024 HU) become
+air, -1024 HU; the slice records the counts and :func:`slice_fixes` words them for the volume.
 """
 
 from __future__ import annotations
@@ -19,43 +29,27 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
+import struct
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pydicom
+from pydicom.datadict import dictionary_has_tag
 from pydicom.errors import InvalidDicomError
+from pydicom.pixels.utils import get_expected_length
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.valuerep import VR
 
 from medcyclegan.config.resources import job_threads
 from medcyclegan.ingest import IngestError
 
 # Files that are certainly not DICOM (never opened).
-_NON_DICOM_SUFFIXES = {
-    ".txt",
-    ".csv",
-    ".json",
-    ".xml",
-    ".html",
-    ".htm",
-    ".jpg",
-    ".jpeg",
-    ".png",
-    ".gif",
-    ".bmp",
-    ".zip",
-    ".gz",
-    ".tar",
-    ".nii",
-    ".pdf",
-    ".md",
-    ".py",
-    ".db",
-    ".ini",
-    ".log",
-    ".yaml",
-    ".yml",
-}
+_NON_DICOM_SUFFIXES = set(
+    ".txt .csv .json .xml .html .htm .jpg .jpeg .png .gif .bmp .zip "
+    ".gz .tar .nii .pdf .md .py .db .ini .log .yaml .yml".split()
+)
 
 # SOP classes that never hold an image (structured reports, presentation states, key object
 # selections, raw data, encapsulated PDF): such files in a series folder are skipped, not errors
@@ -86,6 +80,9 @@ _DECODER_PACKAGES = {
 #: below this many files a series is decoded in this process (starting workers costs more)
 PARALLEL_MIN_FILES = 32
 
+#: air: scanner padding and values below it become this (documented fix)
+AIR_HU = -1024.0
+
 
 # --------------------------------------------------------------------------------------------
 # which files, reading headers
@@ -105,13 +102,29 @@ def _looks_like_dicom(path: Path) -> bool:
 
 
 def has_dicom_magic(path: Path) -> bool:
-    """The DICOM Part 10 marker ``DICM`` at byte 128 (after the preamble)."""
+    """The DICOM Part 10 marker ``DICM`` at byte 128 (after the preamble), or the start of a bare
+    dataset (:func:`starts_like_bare_dataset`)."""
     try:
         with open(path, "rb") as fh:
             head = fh.read(132)
     except OSError:
         return False
-    return len(head) == 132 and head[128:132] == b"DICM"
+    return (len(head) == 132 and head[128:132] == b"DICM") or starts_like_bare_dataset(head)
+
+
+def starts_like_bare_dataset(head: bytes) -> bool:
+    """A dataset without preamble and file meta starts with a known element of group 0002 (file
+    meta without preamble) or 0008, little endian, followed by a valid VR (explicit VR) or a
+    short even length (implicit VR)."""
+    if len(head) < 8:
+        return False
+    group, element = struct.unpack("<HH", head[:4])
+    if group not in (0x0002, 0x0008) or not dictionary_has_tag((group << 16) | element):
+        return False
+    if head[4:6].isalpha() and head[4:6].decode("ascii") in VR.__members__:
+        return True
+    length = struct.unpack("<I", head[4:8])[0]
+    return length % 2 == 0 and length < 1 << 16
 
 
 def dicom_files(folder: Path) -> list[Path]:
@@ -125,15 +138,35 @@ def dicom_files(folder: Path) -> list[Path]:
 
 
 def dcmread(path: Path, *, headers_only: bool) -> pydicom.Dataset:
-    """``pydicom.dcmread``; a ``.dcm`` file written without the 128-byte preamble is accepted
-    only when it is an image."""
-    try:
-        return pydicom.dcmread(path, stop_before_pixels=headers_only)
-    except InvalidDicomError:
-        ds = pydicom.dcmread(path, stop_before_pixels=headers_only, force=True)
-        if "SOPClassUID" not in ds and "ImagePositionPatient" not in ds:
-            raise
-        return ds
+    """``pydicom.dcmread``; a file without the 128-byte preamble (a ``.dcm`` file, or a bare
+    dataset without file meta) is accepted only when it is an image."""
+    with open(path, "rb") as fh:
+        try:
+            ds = pydicom.dcmread(fh, stop_before_pixels=headers_only)
+        except InvalidDicomError:
+            fh.seek(0)
+            ds = pydicom.dcmread(fh, stop_before_pixels=headers_only, force=True)
+            if "SOPClassUID" not in ds and "ImagePositionPatient" not in ds:
+                raise
+    _infer_transfer_syntax(ds, path)
+    return ds
+
+
+def _infer_transfer_syntax(ds: pydicom.Dataset, path: Path) -> None:
+    """Set the transfer syntax of a dataset read without one from the encoding pydicom found
+    while parsing it (pydicom decodes no pixel data without one); encapsulated (compressed)
+    pixel data cannot be told apart without it."""
+    if "TransferSyntaxUID" in ds.file_meta:
+        return
+    if "PixelData" in ds and ds["PixelData"].is_undefined_length:
+        raise IngestError(
+            f"{path}: compressed (encapsulated) pixel data in a file without a transfer syntax "
+            f"(no DICOM file meta): the codec is unknown. Re-export the series as DICOM files."
+        )
+    implicit, little = ds.original_encoding
+    uid = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+    ds.file_meta.TransferSyntaxUID = uid
+    ds.transfer_syntax_inferred = True  # a plain attribute (no DICOM element): read_slice reports it
 
 
 def float_or_nan(value: Any) -> float:
@@ -201,6 +234,8 @@ def _open_image_file(path: Path) -> tuple[pydicom.Dataset | None, str]:
     """``(dataset, "")`` of an image file, or ``(None, reason)`` for a file to skip."""
     try:
         ds = dcmread(path, headers_only=False)
+    except IngestError:
+        raise
     except Exception as exc:  # noqa: BLE001
         if not has_dicom_magic(path):
             # documented fix: a stray non-DICOM file in a series folder is skipped (and logged)
@@ -240,6 +275,30 @@ def _slice_placement(ds: pydicom.Dataset, path: Path) -> tuple[np.ndarray, np.nd
     return iop, ipp, ps
 
 
+def _check_pixel_length(ds: pydicom.Dataset, ts: Any, path: Path) -> None:
+    """Refuse uncompressed pixel data whose length is not the header's Rows x Columns x
+    SamplesPerPixel x BitsAllocated/8 (x NumberOfFrames; one pad byte to an even length allowed),
+    before decoding: pydicom decodes longer data with only a warning (a garbled image)."""
+    if ts is None or pydicom.uid.UID(str(ts)).is_compressed:
+        return
+    try:
+        expected = int(get_expected_length(ds, unit="bytes"))
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise IngestError(f"{path}: the image header is incomplete ({exc}); cannot size the pixel data.") from exc
+    got = len(ds.PixelData)
+    if got == expected or (expected % 2 == 1 and got == expected + 1):
+        return
+    shape = f"{ds.Rows} x {ds.Columns} x {ds.get('SamplesPerPixel', 1)} x {ds.BitsAllocated}/8"
+    frames = number_of_frames(ds)
+    shape += f" x {frames} frames" if frames > 1 else ""
+    what = "the file is truncated" if got < expected else "the header does not describe the pixel data"
+    raise IngestError(
+        f"{path}: the pixel data holds {got} bytes, but the header announces {expected} "
+        f"(Rows x Columns x SamplesPerPixel x BitsAllocated/8 = {shape}): {what}. "
+        f"Re-export or re-download the series."
+    )
+
+
 def _decode_pixels(ds: pydicom.Dataset, ts: Any, path: Path) -> np.ndarray:
     try:
         raw = ds.pixel_array
@@ -253,6 +312,39 @@ def _decode_pixels(ds: pydicom.Dataset, ts: Any, path: Path) -> np.ndarray:
     if raw.ndim != 2:
         raise IngestError(f"{path}: decoded pixel data has shape {raw.shape}, expected 2D.")
     return raw
+
+
+def _padding_mask(ds: pydicom.Dataset, raw: np.ndarray) -> tuple[np.ndarray | None, str]:
+    """``(mask, rule)`` of the stored values marked as padding: PixelPaddingValue, or the inclusive
+    range between it and PixelPaddingRangeLimit (PS3.3 C.7.5.1.1.2); ``(None, "")`` without one."""
+    if ds.get("PixelPaddingValue", None) is None:
+        return None, ""
+    bits = int(ds.get("BitsAllocated", 16) or 16)
+    values = [int(ds.PixelPaddingValue)]
+    if ds.get("PixelPaddingRangeLimit", None) is not None:
+        values.append(int(ds.PixelPaddingRangeLimit))
+    if int(ds.get("PixelRepresentation", 0) or 0) == 1:  # a signed value written as unsigned (VR US)
+        values = [v - (1 << bits) if v >= 1 << (bits - 1) else v for v in values]
+    lo, hi = min(values), max(values)
+    rule = "PixelPaddingValue" if len(values) == 1 else "PixelPaddingValue to PixelPaddingRangeLimit"
+    return (raw >= lo) & (raw <= hi), rule
+
+
+def _air_outside_field(ds: pydicom.Dataset, raw: np.ndarray, hu: np.ndarray) -> tuple[int, int, str]:
+    """Documented fix (CT only: other modalities have no air value): padding pixels and values
+    below air become :data:`AIR_HU`, in place, so nothing outside the field lies far below air.
+    Returns the counts of padding and below-air pixels and the padding rule."""
+    if str(ds.get("Modality", "CT") or "CT").upper() != "CT":
+        return 0, 0, ""
+    pad, rule = _padding_mask(ds, raw)
+    n_pad = 0
+    if pad is not None:
+        n_pad = int(np.count_nonzero(pad))
+        hu[pad] = AIR_HU
+    n_low = int(np.count_nonzero(hu < AIR_HU))
+    if n_low:
+        np.maximum(hu, np.float32(AIR_HU), out=hu)
+    return n_pad, n_low, rule if n_pad else ""
 
 
 def _rescale_to_hu(ds: pydicom.Dataset, raw: np.ndarray, path: Path) -> tuple[np.ndarray, str, float, float]:
@@ -276,8 +368,10 @@ def _rescale_to_hu(ds: pydicom.Dataset, raw: np.ndarray, path: Path) -> tuple[np
 
 def read_slice(path: Path, checked: set[str]) -> dict[str, Any]:
     """One slice as a dict: ``skip`` (and ``reason``) for a file to leave out, else its
-    placement (``iop``, ``ipp``, ``ps``), ``hu`` and header facts. ``checked``: transfer syntaxes
-    whose decoder was already found available."""
+    placement (``iop``, ``ipp``, ``ps``), ``hu`` and header facts; the documented fixes applied
+    (``n_padding_pixels``, ``padding_rule``, ``n_below_air_pixels``, ``ts_inferred``) are worded
+    for the volume by :func:`slice_fixes`. ``checked``: transfer syntaxes whose decoder was
+    already found available."""
     ds, reason = _open_image_file(path)
     if ds is None:
         return {"skip": True, "reason": reason}
@@ -287,8 +381,10 @@ def read_slice(path: Path, checked: set[str]) -> dict[str, Any]:
         checked.add(str(ts))
     _check_single_grey_frame(ds, path)
     iop, ipp, ps = _slice_placement(ds, path)
+    _check_pixel_length(ds, ts, path)
     raw = _decode_pixels(ds, ts, path)
     hu, rescale, slope, inter = _rescale_to_hu(ds, raw, path)
+    n_pad, n_low, padding_rule = _air_outside_field(ds, raw, hu)
     return {
         "skip": False,
         "iop": iop,
@@ -297,12 +393,33 @@ def read_slice(path: Path, checked: set[str]) -> dict[str, Any]:
         "hu": hu,
         "shape": raw.shape,
         "ts": str(ts) if ts else "",
+        "ts_inferred": bool(getattr(ds, "transfer_syntax_inferred", False)),
         "rescale": rescale,
         "series_uid": str(ds.get("SeriesInstanceUID", "")),
         "thickness": float_or_nan(ds.get("SliceThickness")),
         "slope": slope,
         "intercept": inter,
+        "n_padding_pixels": n_pad,
+        "padding_rule": padding_rule,
+        "n_below_air_pixels": n_low,
     }
+
+
+def slice_fixes(slices: list[dict[str, Any]]) -> list[str]:
+    """The documented fixes :func:`read_slice` applied, one line per rule for the whole volume."""
+    fixes = []
+    n_pad = sum(int(s.get("n_padding_pixels", 0)) for s in slices)
+    n_low = sum(int(s.get("n_below_air_pixels", 0)) for s in slices)
+    if n_pad or n_low:
+        rules = sorted({s["padding_rule"] for s in slices if s.get("padding_rule")})
+        parts = [f"{n_pad} scanner padding ({', '.join(rules)})"] if n_pad else []
+        parts += [f"{n_low} below {AIR_HU:g} HU (outside the reconstruction field)"] if n_low else []
+        fixes.append(f"{n_pad + n_low} pixels set to {AIR_HU:g} HU (air): {'; '.join(parts)}")
+    bare = [s for s in slices if s.get("ts_inferred")]
+    if bare:
+        names = ", ".join(sorted({transfer_syntax_name(s["ts"]) for s in bare}))
+        fixes.append(f"{len(bare)} files without DICOM file meta (bare datasets): transfer syntax inferred ({names})")
+    return fixes
 
 
 # --------------------------------------------------------------------------------------------

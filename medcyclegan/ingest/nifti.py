@@ -6,12 +6,24 @@ converted RAS -> LPS; a disagreement (qform and sform that differ, a sheared sfo
 without any orientation (qform_code = sform_code = 0) raises :class:`IngestError` rather than
 guessing. ITK reads a truncated ``.nii.gz`` without an error (zeros for the missing voxels), so
 the file's length is checked against its header first.
+
+NIfTI-2 (64-bit dimensions, 540-byte header): ITK's NIfTI reader does not open it, so nibabel
+reads the voxels and ITK reads the header converted to NIfTI-1 (same fields, by nibabel): every
+geometry check above applies unchanged. A file neither reader opens is refused with each
+reader's reason.
+
+Documented fix (:func:`fix_nonfinite_voxels`; ITK reads NaN/Inf voxels as 0, so
+:func:`read_nifti_3d` puts back what nibabel reads): a few NaN/Inf voxels (masked-out voxels of a
+conversion) become the volume's background, its minimum finite value (air for CT, the darkest
+background for MR/PET; 0 could be brighter than that); more than ``reject.max_nonfinite_fraction``
+of the voxels means a broken file: rejected.
 """
 
 from __future__ import annotations
 
 import gzip
 import os
+import tempfile
 import zlib
 from pathlib import Path
 
@@ -27,6 +39,9 @@ __all__ = [
     "check_nifti_dtype",
     "check_complete",
     "read_nifti_3d",
+    "load_nifti",
+    "itk_header_geometry",
+    "fix_nonfinite_voxels",
 ]
 
 _RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
@@ -41,10 +56,7 @@ def nifti_affine_lps(
     or the affine is singular, non-finite or sheared (not representable by an ITK image).
     """
     if img is None:
-        try:
-            img = nib.load(str(path))
-        except Exception as exc:  # noqa: BLE001
-            raise IngestError(f"{path}: cannot read NIfTI ({exc}).") from exc
+        img = load_nifti(path)
     hdr = img.header
     qcode = int(hdr["qform_code"]) if "qform_code" in hdr else 0
     scode = int(hdr["sform_code"]) if "sform_code" in hdr else 0
@@ -100,13 +112,7 @@ def check_itk_agrees(
     """
     p = Path(path)
     if itk_geometry is None:
-        reader = sitk.ImageFileReader()
-        reader.SetFileName(str(p))
-        try:
-            reader.ReadImageInformation()
-        except RuntimeError as exc:
-            raise IngestError(f"{p}: SimpleITK cannot read the NIfTI header ({exc}).") from exc
-        itk_geometry = (reader.GetOrigin(), reader.GetSpacing(), reader.GetDirection())
+        itk_geometry = itk_header_geometry(p)
     o, sp, d = itk_geometry
     dim = len(o)
     o = np.asarray(o, dtype=np.float64)[:3]
@@ -122,6 +128,102 @@ def check_itk_agrees(
             f"with axes {np.round(d_itk, 4).tolist()}, nibabel at {np.round(origin, 3).tolist()} "
             f"with axes {np.round(d_nib, 4).tolist()}. Fix the header (e.g. re-convert with dcm2niix)."
         )
+
+
+def _reason(exc: Exception) -> str:
+    """The last line of a reader's message (SimpleITK's start with a C++ source location)."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
+def load_nifti(path: str | os.PathLike) -> nib.Nifti1Image:
+    """nibabel's image (header; voxels on access). A file nibabel cannot open is refused with
+    nibabel's and SimpleITK's reasons, so the message says what is wrong with it."""
+    try:
+        return nib.load(str(path))
+    except Exception as exc:  # noqa: BLE001
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        try:
+            reader.ReadImageInformation()
+            itk = "reads the header"
+        except RuntimeError as itk_exc:
+            itk = _reason(itk_exc)
+        raise IngestError(
+            f"{path}: cannot read the NIfTI file (nibabel: {_reason(exc)}; SimpleITK: {itk}). "
+            f"Re-download or re-convert it."
+        ) from exc
+
+
+def is_nifti2(nimg: nib.Nifti1Image) -> bool:
+    return isinstance(nimg, nib.Nifti2Image)
+
+
+def itk_header_geometry(path: str | os.PathLike, nimg: nib.Nifti1Image | None = None) -> tuple:
+    """``(origin, spacing, direction)`` as ITK reads the header (no voxels). A NIfTI-2 header is
+    converted to NIfTI-1 by nibabel into a header-only temporary file, which ITK does read."""
+    p = Path(path)
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(p))
+    try:
+        reader.ReadImageInformation()
+        return reader.GetOrigin(), reader.GetSpacing(), reader.GetDirection()
+    except RuntimeError as exc:
+        nimg = load_nifti(p) if nimg is None else nimg
+        if not is_nifti2(nimg):
+            raise IngestError(f"{p}: SimpleITK cannot read the NIfTI header ({_reason(exc)}).") from exc
+    try:
+        hdr = nib.Nifti1Header.from_header(nimg.header, check=False)
+    except Exception as exc:  # noqa: BLE001 - e.g. a dimension above NIfTI-1's 32767
+        raise IngestError(f"{p}: NIfTI-2 header that NIfTI-1 cannot hold ({_reason(exc)}).") from exc
+    hdr["sizeof_hdr"] = 348
+    hdr.set_data_offset(352)
+    with tempfile.TemporaryDirectory() as tmp:
+        header_only = Path(tmp) / "header.nii"
+        with open(header_only, "wb") as fh:
+            hdr.write_to(fh)
+        reader.SetFileName(str(header_only))
+        try:
+            reader.ReadImageInformation()
+        except RuntimeError as exc:
+            raise IngestError(f"{p}: SimpleITK cannot read the NIfTI-2 header ({_reason(exc)}).") from exc
+    return reader.GetOrigin(), reader.GetSpacing(), reader.GetDirection()
+
+
+def _image_from_nibabel(p: Path, nimg: nib.Nifti1Image, geometry: tuple) -> sitk.Image:
+    """The voxels as nibabel reads them (scaled by scl_slope/inter, as ITK does) on ITK's geometry
+    of the header; a single-volume 4D file gives its 3D volume."""
+    try:
+        data = np.asanyarray(nimg.dataobj)
+    except Exception as exc:  # noqa: BLE001
+        raise IngestError(f"{p}: nibabel cannot read the NIfTI voxel data ({_reason(exc)}).") from exc
+    data = data.reshape(data.shape[:3])  # float32, as read_nifti_3d returns every image
+    img = sitk.GetImageFromArray(np.ascontiguousarray(data.T, dtype=np.float32))  # i,j,k -> ITK's k,j,i
+    origin, spacing, direction = geometry
+    dim = len(origin)
+    img.SetOrigin(tuple(origin[:3]))
+    img.SetSpacing(tuple(spacing[:3]))
+    img.SetDirection(tuple(np.asarray(direction, dtype=np.float64).reshape(dim, dim)[:3, :3].ravel()))
+    return img
+
+
+def _read_voxels(p: Path, nimg: nib.Nifti1Image) -> sitk.Image:
+    """SimpleITK's image of the file; NIfTI-2, which it does not read, through nibabel. A reading
+    failure names the reader and its reason (the file's length was checked: not truncated)."""
+    if is_nifti2(nimg):
+        return _image_from_nibabel(p, nimg, itk_header_geometry(p, nimg))
+    try:
+        return sitk.ReadImage(str(p))
+    except RuntimeError as exc:
+        try:
+            np.asanyarray(nimg.dataobj[(0,) * len(nimg.shape)])
+            nib_reason = "reads it"
+        except Exception as nib_exc:  # noqa: BLE001
+            nib_reason = _reason(nib_exc)
+        raise IngestError(
+            f"{p}: SimpleITK cannot read the NIfTI voxel data ({_reason(exc)}; nibabel: {nib_reason}). "
+            f"Re-convert it (e.g. with dcm2niix)."
+        ) from exc
 
 
 def check_nifti_dtype(path: str | os.PathLike, nimg: nib.Nifti1Image) -> str | None:
@@ -178,10 +280,7 @@ def read_nifti_3d(path: str | os.PathLike) -> sitk.Image:
     p = Path(path)
     if not p.is_file():
         raise IngestError(f"{p}: NIfTI file does not exist.")
-    try:
-        nimg = nib.load(str(p))
-    except Exception as exc:  # noqa: BLE001
-        raise IngestError(f"{p}: cannot read NIfTI header ({exc}).") from exc
+    nimg = load_nifti(p)
     check_nifti_dtype(p, nimg)
     check_complete(p, nimg)
     shape = tuple(int(v) for v in nimg.shape)
@@ -191,13 +290,7 @@ def read_nifti_3d(path: str | os.PathLike) -> sitk.Image:
             + (" (this is a 4D/dynamic file: sum or select its frames first)." if len(shape) > 3 else ".")
         )
     origin, spacing, direction = nifti_affine_lps(p, nimg)
-    try:
-        img = sitk.ReadImage(str(p))
-    except RuntimeError as exc:
-        raise IngestError(
-            f"{p}: cannot read the NIfTI voxel data, the file is truncated or corrupt "
-            f"({str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}). Re-download or re-convert it."
-        ) from exc
+    img = _read_voxels(p, nimg)
     if img.GetNumberOfComponentsPerPixel() != 1:
         raise IngestError(f"{p}: vector/RGB NIfTI is not supported (one value per voxel expected).")
     if img.GetDimension() == 4:
@@ -210,4 +303,60 @@ def read_nifti_3d(path: str | os.PathLike) -> sitk.Image:
     check_itk_agrees(p, origin, spacing, direction, (img.GetOrigin(), img.GetSpacing(), img.GetDirection()))
     if img.GetPixelID() != sitk.sitkFloat32:
         img = sitk.Cast(img, sitk.sitkFloat32)
-    return img
+    return _restore_nonfinite(p, nimg, img)
+
+
+def _restore_nonfinite(p: Path, nimg: nib.Nifti1Image, img: sitk.Image) -> sitk.Image:
+    """ITK's NIfTI reader silently reads NaN and +-Inf voxels as 0 (a wrong value, not a
+    background); put back what the file holds, as nibabel reads it, so that
+    :func:`fix_nonfinite_voxels` decides. Only floating-point files can hold them."""
+    if np.dtype(nimg.get_data_dtype()).kind != "f":
+        return img
+    try:
+        data = np.asanyarray(nimg.dataobj)
+    except Exception as exc:  # noqa: BLE001
+        raise IngestError(f"{p}: nibabel cannot read the NIfTI voxel data ({_reason(exc)}).") from exc
+    zyx = data.reshape(data.shape[:3]).T  # nibabel i,j,k -> ITK's k,j,i array
+    bad = ~np.isfinite(zyx)
+    if not bad.any():
+        return img
+    arr = sitk.GetArrayFromImage(img)
+    arr[bad] = zyx[bad]
+    out = sitk.GetImageFromArray(arr)
+    out.CopyInformation(img)
+    return out
+
+
+def fix_nonfinite_voxels(img: sitk.Image, info: dict, reject_cfg: dict, *, where: str) -> sitk.Image:
+    """Documented fix: NaN/Inf voxels become the minimum finite value (the background) and the
+    count is added to ``info["fixes"]``, when they are at most ``reject.max_nonfinite_fraction``
+    of the image; more: :class:`IngestError` (a failed conversion or a corrupt file)."""
+    arr = sitk.GetArrayViewFromImage(img)
+    bad = ~np.isfinite(arr)
+    n = int(np.count_nonzero(bad))
+    if n == 0:
+        return img
+    limit = reject_cfg.get("max_nonfinite_fraction")
+    if limit is None:
+        from medcyclegan.config.validation import schema_defaults
+
+        limit = schema_defaults("reject")["max_nonfinite_fraction"]
+    fraction = n / arr.size
+    if fraction > float(limit) or n == arr.size:
+        raise IngestError(
+            f"{where}: {fraction:.2%} of the voxels ({n} of {arr.size}) are NaN or infinite, more than "
+            f"reject.max_nonfinite_fraction = {float(limit):g}: a failed conversion or a corrupt file. "
+            f"Re-export or re-convert the scan, or raise reject.max_nonfinite_fraction."
+        )
+    fixed = np.array(arr, dtype=np.float32)
+    background = float(fixed[~bad].min())
+    kinds = {"NaN": np.isnan(arr), "+Inf": np.isposinf(arr), "-Inf": np.isneginf(arr)}
+    counts = ", ".join(f"{int(np.count_nonzero(m))} {k}" for k, m in kinds.items() if m.any())
+    fixed[bad] = background
+    out = sitk.GetImageFromArray(fixed)
+    out.CopyInformation(img)
+    info["fixes"] = list(info.get("fixes", [])) + [
+        f"{n} non-finite voxels ({counts}; {fraction:.3%} of the image) set to the background value "
+        f"{background:g} (the minimum finite value)"
+    ]
+    return out

@@ -246,8 +246,7 @@ def ingest_mr_session(session_dir: str | os.PathLike) -> tuple[sitk.Image, dict[
     img = read_nifti_3d(nii)
     dtype_note = check_nifti_dtype(nii, nib.load(str(nii)))
     arr = sitk.GetArrayViewFromImage(img)
-    if not np.all(np.isfinite(arr)):
-        raise IngestError(f"{nii}: image contains NaN/Inf values.")
+    finite = arr[np.isfinite(arr)]  # NaN/Inf voxels: fixed or refused by ingest.volume (reject config)
     info: dict[str, Any] = {
         "modality": "MR",
         "sequence": "T1w",
@@ -255,8 +254,8 @@ def ingest_mr_session(session_dir: str | os.PathLike) -> tuple[sitk.Image, dict[
         "selection_rule": "lowest run-NN (no run = 0), then lowest anatN folder, then name",
         "sidecar_fields": {k: _json_value(sidecar[k]) for k in MR_SIDECAR_KEYS if k in sidecar},
         **geometry_info(img),
-        "value_min": float(arr.min()),
-        "value_max": float(arr.max()),
+        "value_min": float(finite.min()) if finite.size else None,
+        "value_max": float(finite.max()) if finite.size else None,
         "fixes": [dtype_note] if dtype_note else [],
     }
     return img, info

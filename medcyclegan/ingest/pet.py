@@ -272,13 +272,13 @@ def sum_pet(
     check_itk_agrees(p, origin, spacing, direction)
     shape = tuple(int(v) for v in nimg.shape)
     data, info = _sum_frames(p, nimg, shape, sidecar, tracer, windows_min, fallback_frames, min_window_coverage)
-    if not np.all(np.isfinite(data)):
-        raise IngestError(f"{p}: PET image contains NaN/Inf values in the selected frames.")
+    # NaN/Inf voxels of the sum: fixed or refused by ingest.volume (reject.max_nonfinite_fraction)
     img = _image_from_ijk(data, origin, spacing, direction)
     info["summation"] = "plain sum of the selected frames' values (not duration-weighted)"
     info.update(geometry_info(img))
-    info["value_min"] = float(data.min())
-    info["value_max"] = float(data.max())
+    finite = data[np.isfinite(data)]
+    info["value_min"] = float(finite.min()) if finite.size else None
+    info["value_max"] = float(finite.max()) if finite.size else None
     info["fixes"] = ([dtype_note] if dtype_note else []) + (
         [f"no frame timing in the sidecar: {info['rule']}"] if info.get("rule_used") == "fallback" else []
     )

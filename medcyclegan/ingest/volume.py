@@ -62,12 +62,10 @@ def _is_file(source) -> bool:
 def read_nifti_file(modality: str, path, *, pet=None, tracer: str | None = None):
     """(image, info) of one MR or PET NIfTI outside a session folder; a dynamic PET is summed over
     the tracer's window (``pet``: the config's ``pet`` settings) as a session's PET is."""
-    import nibabel as nib
-
     from medcyclegan.ingest import geometry_info, oasis
-    from medcyclegan.ingest.nifti import read_nifti_3d
+    from medcyclegan.ingest.nifti import load_nifti, read_nifti_3d
 
-    shape = nib.load(str(path)).shape
+    shape = load_nifti(path).shape
     if modality == "pet" and len(shape) == 4 and shape[3] > 1:
         from medcyclegan.ingest import pet as pet_ingest
 
@@ -129,7 +127,10 @@ def read_plausible_volume(
 ):
     """:func:`read_volume` then :func:`check_plausible`; the notes of documented fixes are added to
     ``info["fixes"]``. Raises :class:`~medcyclegan.errors.BadInput` for a volume to reject."""
+    from medcyclegan.ingest.nifti import fix_nonfinite_voxels
+
     img, info = read_volume(modality, source, ct_series=ct_series, pet=pet, tracer=tracer)
+    img = fix_nonfinite_voxels(img, info, reject_cfg or {}, where=str(source))
     fixes = check_plausible(modality, img, info, reject_cfg or {}, where=str(source))
     info["fixes"] = list(info.get("fixes", [])) + fixes
     return img, info

@@ -3,12 +3,15 @@ runs the per-volume jobs' functions (ingest -> preprocess -> rejected table) on 
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
+import pydicom
+from pydicom.dataset import FileMetaDataset
 from pydicom.uid import generate_uid
 
 from medcyclegan.testing.fake_trees import (
@@ -161,6 +164,36 @@ def pet_session(root: Path, subject: str, *, tracer="PIB", day="d0200", timing="
         }
     (session / "pet1" / f"{stem}.json").write_text(json.dumps(side))
     return session
+
+
+def ct_small() -> pydicom.FileDataset:
+    """pydicom's bundled ``CT_small.dcm``: a real 128 x 128 CT slice (signed, explicit VR little
+    endian, RescaleIntercept -1024, PixelPaddingValue -2000 that no pixel holds)."""
+    from pydicom.data import get_testdata_file
+
+    return pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+
+
+def write_bare_dataset(path: Path, ds: pydicom.Dataset) -> Path:
+    """``ds`` written as old archives export it: no 128-byte preamble, no file meta, implicit VR
+    little endian."""
+    bare = copy.deepcopy(ds)
+    bare.file_meta = FileMetaDataset()
+    bare.preamble = None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pydicom.dcmwrite(path, bare, implicit_vr=True, little_endian=True, enforce_file_format=False)
+    return path
+
+
+def nifti2(path: Path, data: np.ndarray, affine: np.ndarray, *, qform=None, sform=None) -> Path:
+    """A NIfTI-2 file (``.nii`` or ``.nii.gz``); ``qform``/``sform``: (affine, code) to set
+    instead of ``affine`` with code 1 (aligned), e.g. to make them disagree."""
+    img = nib.Nifti2Image(data, affine)
+    img.set_qform(*(qform or (affine, 1)))
+    img.set_sform(*(sform or (affine, 1)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(img, path)
+    return path
 
 
 def run_volume(tmp: Path, modality: str, source: Path, volume: str, *, reject_cfg=REJECT, mask_cfg=None):

@@ -55,7 +55,8 @@ def test_stage_settings_are_the_job_arguments(config):
             params = inspect.signature(job).parameters
             assert set(kwargs) <= {n for n, p in params.items() if p.kind is p.KEYWORD_ONLY}, (modality, job)
     ingest = ingest_settings(modality_settings(config, "mr"))
-    assert ingest == {"spacing_mm": [1.0, 1.0, 1.0], "reject_cfg": {"min_extent_mm": config["reject"]["min_extent_mm"]}}
+    reject = {key: config["reject"][key] for key in ("min_extent_mm", "max_nonfinite_fraction")}
+    assert ingest == {"spacing_mm": [1.0, 1.0, 1.0], "reject_cfg": reject}
     assert preprocess_settings(modality_settings(config, "ct"))["reject_cfg"] == {
         "min_head_volume_ml": config["reject"]["min_head_volume_ml"]
     }

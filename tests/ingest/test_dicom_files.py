@@ -19,14 +19,16 @@ from medcyclegan.testing.fake_trees import write_test_series
 @pytest.mark.parametrize("signed", [True, False])
 def test_hu_rescale(tmp_path, signed):
     rng = np.random.default_rng(0)
+    # signed: negative stored values, at or above air (-1024 HU) once rescaled (below air is a fix)
+    intercept = 0.0 if signed else -1024.0
     if signed:
-        stored = [rng.integers(-600, 1500, size=(5, 6)).astype(np.int16) for _ in range(3)]
+        stored = [rng.integers(-512, 1500, size=(5, 6)).astype(np.int16) for _ in range(3)]
     else:
         stored = [rng.integers(0, 4000, size=(5, 6)).astype(np.uint16) for _ in range(3)]
-    write_test_series(tmp_path / "s", 3, values=stored, slope=2.0, intercept=-1024.0)
+    write_test_series(tmp_path / "s", 3, values=stored, slope=2.0, intercept=intercept)
     arr = sitk.GetArrayFromImage(read_ct_series(tmp_path / "s"))
     assert arr.dtype == np.float32
-    np.testing.assert_array_equal(arr, np.stack(stored).astype(np.float64) * 2.0 - 1024.0)
+    np.testing.assert_array_equal(arr, np.stack(stored).astype(np.float64) * 2.0 + intercept)
 
 
 @pytest.mark.parametrize("signed", [True, False])
