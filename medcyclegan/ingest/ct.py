@@ -53,8 +53,8 @@ def read_ct_series(
 ) -> sitk.Image:
     """Read one CT series folder into a float32 HU :class:`SimpleITK.Image` in LPS space.
 
-    ``spacing_tolerance``: allowed relative deviation of a slice step from the median step
-    (absolute floor 0.01 mm). ``gantry_tilt``: "correct" (shift slices onto an orthogonal grid,
+    ``spacing_tolerance``: how far a slice may lie from the least-squares line through all slice
+    positions, relative to the spacing (floor ``ct_stack.POSITION_ROUNDING_MM``). ``gantry_tilt``: "correct" (shift slices onto an orthogonal grid,
     new pixels = ``fill_value``) or "error". See :mod:`~medcyclegan.ingest.ct_stack` for the
     geometry rules.
     """

@@ -5,11 +5,18 @@ Geometry rules:
 * slices are ordered by ImagePositionPatient projected on the slice normal
   (row cosine x column cosine of ImageOrientationPatient) -- never by file name, InstanceNumber
   or SliceLocation;
-* spacing (x, y, z) = (PixelSpacing[1], PixelSpacing[0], median step of the sorted projected
-  positions); origin = ImagePositionPatient of the first slice; direction columns = (row cosine,
-  column cosine, normal). DICOM patient coordinates are LPS, as SimpleITK's;
-* orientation, matrix size and pixel spacing must agree between slices and the slice step must be
-  uniform (within ``spacing_tolerance``), otherwise :class:`IngestError`;
+* z spacing and origin come from every slice at once: a least-squares line
+  ``position_k = first + k * spacing`` through the sorted projected positions (k = index after
+  sorting), so positions written with few decimals (1.25 mm steps stored as 1.2/1.3 mm) or with
+  small jitter give the true spacing instead of one rounded step. Every slice must lie within
+  ``max(POSITION_ROUNDING_MM, spacing_tolerance * spacing)`` of that line, otherwise
+  :class:`IngestError` naming the files: a missing slice moves every later slice by a whole
+  spacing (at least half a spacing off the best line), two spacings in one series drift off it;
+* spacing (x, y, z) = (PixelSpacing[1], PixelSpacing[0], fitted spacing); origin =
+  ImagePositionPatient of the first slice moved along the normal onto the fitted line; direction
+  columns = (row cosine, column cosine, normal). DICOM patient coordinates are LPS, as SimpleITK's;
+* orientation, matrix size and pixel spacing must agree between slices, otherwise
+  :class:`IngestError`;
 * gantry tilt (slices whose positions move in-plane from slice to slice -- a sheared stack that
   an orthogonal image grid cannot represent) is either corrected, by shifting every slice in-plane
   onto an orthogonal grid (linear interpolation; the grid is enlarged to keep every slice's field
@@ -31,10 +38,14 @@ import numpy as np
 import SimpleITK as sitk
 
 from medcyclegan.ingest import IngestError
-from medcyclegan.ingest.dicom_files import dicom_files, read_slices, transfer_syntax_name
+from medcyclegan.ingest.dicom_files import dicom_files, read_slices, slice_fixes, transfer_syntax_name
 
 #: in-plane drift (pixels) of the slice positions above which the stack counts as tilted
 TILT_DRIFT_PIXELS = 0.05
+#: how far (mm) a slice may lie from the fitted line whatever its spacing: positions written with
+#: one decimal are up to 0.05 mm off, and the line fitted through them (short series) up to as
+#: much again; a missing slice is at least half a spacing off
+POSITION_ROUNDING_MM = 0.1
 
 
 def slice_axes(iop: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -176,16 +187,17 @@ def _sort_along_normal(
 # --------------------------------------------------------------------------------------------
 
 
-def _slice_step(
+def _fit_positions(
     slices: list[dict[str, Any]], proj: np.ndarray, thickness: float, folder: Path, spacing_tolerance: float
-) -> tuple[float, str]:
-    """z spacing and where it came from (``thickness``: SliceThickness, used for a single
-    slice); refuses shared positions and non-uniform steps."""
+) -> tuple[float, float, dict[str, Any]]:
+    """``(z spacing, fitted position of the first slice, fit facts)``: the least-squares line
+    through every projected position (one rounded step would set the spacing of the whole
+    stack); refuses shared positions and slices off the line (gaps, variable spacing)."""
     if len(slices) == 1:
         dz = thickness
         if not (math.isfinite(dz) and dz > 0):
             raise IngestError(f"{folder}: single slice without SliceThickness: the z spacing is unknown.")
-        return dz, "SliceThickness (single slice)"
+        return dz, float(proj[0]), {"z_spacing_source": "SliceThickness (single slice)", "z_fit_max_residual_mm": 0.0}
     steps = np.diff(proj)
     if np.any(steps < 1e-3):
         k = int(np.argmin(steps))
@@ -194,21 +206,44 @@ def _slice_step(
             f"({slices[k]['file'].name}, {slices[k + 1]['file'].name}): duplicated slices or "
             f"several acquisitions in one folder. Pick another series or remove the duplicates."
         )
-    dz = float(np.median(steps))
-    tol = max(0.01, spacing_tolerance * dz)
+    index = np.arange(len(proj), dtype=np.float64)
+    dz, first = (float(v) for v in np.polyfit(index, proj, 1))
+    residuals = proj - (first + dz * index)
+    worst = float(np.max(np.abs(residuals)))
+    tol = max(POSITION_ROUNDING_MM, spacing_tolerance * dz)
+    if worst > tol:
+        _refuse_non_uniform(slices, proj, steps, residuals, dz, tol, folder)
+    return (
+        dz,
+        first,
+        {
+            "z_spacing_source": f"least-squares line through the {len(proj)} slice positions "
+            f"(ImagePositionPatient along the slice normal)",
+            "z_fit_max_residual_mm": round(worst, 4),
+            "z_fit_tolerance_mm": round(tol, 4),
+        },
+    )
+
+
+def _refuse_non_uniform(slices, proj, steps, residuals, dz, tol, folder) -> None:
+    """The error for positions off a uniform grid, naming the files around each odd step (a
+    gap's step is a whole spacing too long) or, for a slow drift, the slice farthest off."""
+    name = [s["file"].name for s in slices]
     bad = np.nonzero(np.abs(steps - dz) > tol)[0]
     if bad.size:
         details = ", ".join(
-            f"{steps[k]:.3f} mm between {slices[k]['file'].name} ({proj[k]:.3f}) and "
-            f"{slices[k + 1]['file'].name} ({proj[k + 1]:.3f})"
+            f"{steps[k]:.3f} mm between {name[k]} ({proj[k]:.3f}) and {name[k + 1]} ({proj[k + 1]:.3f})"
             for k in bad[:5]
-        )
-        raise IngestError(
-            f"{folder}: slice spacing is not uniform (median {dz:.4f} mm, tolerance {tol:.3f} mm): "
-            f"{details}{' ...' if bad.size > 5 else ''}. Missing slices or a variable-spacing "
-            f"series; pick another series or leave this study out."
-        )
-    return dz, "median step of ImagePositionPatient along the slice normal"
+        ) + (" ..." if bad.size > 5 else "")
+    else:
+        k = int(np.argmax(np.abs(residuals)))
+        details = f"{name[k]} ({proj[k]:.3f}) lies {residuals[k]:+.3f} mm off the grid"
+    raise IngestError(
+        f"{folder}: slice spacing is not uniform (fitted {dz:.4f} mm, steps {steps.min():.3f}-"
+        f"{steps.max():.3f} mm, a slice up to {np.max(np.abs(residuals)):.3f} mm off the uniform grid, "
+        f"tolerance {tol:.3f} mm): {details}. Missing slices or a variable-spacing series; pick "
+        f"another series or leave this study out."
+    )
 
 
 def _in_plane_drift(ipp, proj, r, c, n, sx, sy) -> tuple[np.ndarray, np.ndarray, float, float]:
@@ -251,8 +286,20 @@ def _shift_onto_orthogonal_grid(
 # --------------------------------------------------------------------------------------------
 
 
+def _stack_hu(slices: list[dict[str, Any]]) -> np.ndarray:
+    """``[z, y, x]`` float32 HU of the sorted slices in one preallocated array; each slice's own
+    array is released once copied, so the series is not held twice (``np.stack`` of the list
+    would be: 2 x 420 MB for 400 slices of 512x512)."""
+    ny, nx = slices[0]["shape"]
+    vol = np.empty((len(slices), ny, nx), dtype=np.float32)
+    for k, s in enumerate(slices):
+        vol[k] = s["hu"]
+        s["hu"] = None
+    return vol
+
+
 def _image(vol: np.ndarray, spacing: tuple[float, float, float], origin, axes) -> sitk.Image:
-    img = sitk.GetImageFromArray(np.ascontiguousarray(vol, dtype=np.float32))
+    img = sitk.GetImageFromArray(vol)  # vol is float32 and C-contiguous: copied once, not converted
     img.SetSpacing(spacing)
     img.SetOrigin(tuple(float(v) for v in origin))
     direction = np.column_stack(axes)
@@ -260,7 +307,7 @@ def _image(vol: np.ndarray, spacing: tuple[float, float, float], origin, axes) -
     return img
 
 
-def _stack_details(slices, skipped, fixes, z_source, tilt_deg, corrected, fill_value) -> dict[str, Any]:
+def _stack_details(slices, skipped, fixes, z_fit, tilt_deg, corrected, fill_value) -> dict[str, Any]:
     return {
         "n_slices": len(slices),
         "n_files_skipped": skipped,
@@ -268,11 +315,12 @@ def _stack_details(slices, skipped, fixes, z_source, tilt_deg, corrected, fill_v
         "rescale": sorted({s["rescale"] for s in slices}),
         "rescale_slopes": sorted({float(s["slope"]) for s in slices}),
         "rescale_intercepts": sorted({float(s["intercept"]) for s in slices}),
-        "z_spacing_source": z_source,
+        **z_fit,
         "gantry_tilt_deg": round(tilt_deg, 3),
         "gantry_tilt_corrected": corrected,
         "gantry_tilt_fill_value": float(fill_value) if corrected else None,
         "fixes": fixes
+        + slice_fixes(slices)
         + ([f"gantry tilt {tilt_deg:.1f} deg: slices shifted in-plane onto an orthogonal grid"] if corrected else []),
     }
 
@@ -291,7 +339,8 @@ def read_ct_stack(
     ``files``: the series' files (default: every DICOM file of ``series_dir``). ``workers``:
     decoding processes (:func:`~medcyclegan.ingest.dicom_files.read_slices`). ``details``:
     ``n_slices``, ``n_files_skipped``, ``transfer_syntax`` (names), ``rescale``, the rescale
-    slopes and intercepts, ``z_spacing_source``, the gantry tilt and its correction, ``fixes``.
+    slopes and intercepts, ``z_spacing_source`` with the fit's ``z_fit_max_residual_mm`` and
+    ``z_fit_tolerance_mm``, the gantry tilt and its correction, ``fixes``.
     """
     folder = Path(series_dir)
     if gantry_tilt not in ("correct", "error"):
@@ -304,11 +353,11 @@ def read_ct_stack(
     r, c, n = _orthonormal_axes(ref["iop"], folder)
     slices, ipp, proj = _sort_along_normal(slices, n, fixes)
     sy, sx = float(ref["ps"][0]), float(ref["ps"][1])  # PixelSpacing = (row spacing, col spacing)
-    dz, z_source = _slice_step(slices, proj, ref["thickness"], folder, spacing_tolerance)
+    dz, first, z_fit = _fit_positions(slices, proj, ref["thickness"], folder, spacing_tolerance)
 
     shift_x, shift_y, drift, tilt_deg = _in_plane_drift(ipp, proj, r, c, n, sx, sy)
-    vol = np.stack([s["hu"] for s in slices])  # [z, y, x]
-    origin = ipp[0].copy()
+    vol = _stack_hu(slices)  # [z, y, x]
+    origin = ipp[0] + (first - proj[0]) * n  # the first slice moved onto the fitted line
     corrected = drift > TILT_DRIFT_PIXELS
     if corrected:
         if gantry_tilt == "error":
@@ -318,7 +367,7 @@ def read_ct_stack(
                 f"or pick another series."
             )
         vol, lo_x, lo_y = _shift_onto_orthogonal_grid(vol, shift_x, shift_y, fill_value)
-        origin = ipp[0] - lo_x * sx * r - lo_y * sy * c
+        origin = origin - lo_x * sx * r - lo_y * sy * c
 
     img = _image(vol, (sx, sy, float(dz)), origin, (r, c, n))
-    return img, _stack_details(slices, skipped, fixes, z_source, tilt_deg, corrected, fill_value)
+    return img, _stack_details(slices, skipped, fixes, z_fit, tilt_deg, corrected, fill_value)

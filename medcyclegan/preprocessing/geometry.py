@@ -123,7 +123,8 @@ def to_canonical(
     """
     if img.GetDimension() != 3:
         raise ValueError(f"expected a 3D image, got {img.GetDimension()}D")
-    img = sitk.Cast(img, sitk.sitkFloat32)
+    if img.GetPixelID() != sitk.sitkFloat32:  # Cast copies even a float32 image: one whole volume more
+        img = sitk.Cast(img, sitk.sitkFloat32)
     if reference is None:
         reference = canonical_grid(img, spacing_mm)
     if interpolator != sitk.sitkNearestNeighbor:

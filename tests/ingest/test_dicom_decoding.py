@@ -161,3 +161,23 @@ def test_bare_dataset_heuristic():
     assert not df.starts_like_bare_dataset(b"exported by the viewer")
     assert not df.starts_like_bare_dataset(b"\x08\x00\x05\x00\x0b\x00\x00\x00")  # odd length
     assert not df.starts_like_bare_dataset(b"\x08\x00")
+
+
+def test_padded_study_ingests_with_air_outside_the_field_and_one_fix_line(tmp_path):
+    """The whole ingest job: out-of-field -3024 HU and PixelPaddingValue pixels become -1024 HU in
+    the canonical volume, and the volume's fixes (fixes.csv) say how many."""
+    from medcyclegan.testing.fake_trees import ball_head_hu
+    from medcyclegan.testing.hostile_data import cq500_study, run_volume
+
+    def scanner_hu(lps):
+        hu = ball_head_hu(lps)
+        hu[np.hypot(lps[..., 0], lps[..., 1]) > 90] = -3024.0  # outside the reconstruction circle
+        return hu
+
+    study = cq500_study(tmp_path / "raw", 21, **{"CT PLAIN": {"hu_fn": scanner_hu, "signed": True}})
+    rows, info = run_volume(tmp_path, "ct", study, "CQ500-CT-21")
+    assert rows.empty and info["status"] == "ok"
+    (fix,) = [f for f in info["ingest"]["fixes"] if "-1024 HU" in f]
+    assert "below -1024 HU" in fix
+    volume = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "results/volumes/ct/CQ500-CT-21.nii.gz")))
+    assert volume.min() == -1024

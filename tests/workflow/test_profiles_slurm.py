@@ -39,6 +39,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from medcyclegan.config import job_resources
 from medcyclegan.testing.workflow import ROOT, write_config
 
 SLURM_PACKAGES = ["munge", "slurmctld", "slurmd", "slurm-client"]
@@ -62,6 +63,9 @@ SLURM_DEMO = {
 CLUSTER_CORES = 2  # --cores for this test's cluster: the CPUs a group job may ask for (a node may have only 2)
 
 
+MEMORY_FLOOR_MB = {"ingest": job_resources.INGEST_FLOOR_MB, "preprocess_volume": job_resources.PREPROCESS_FLOOR_MB}
+
+
 def _profile() -> dict:
     return yaml.safe_load((PROFILE / "config.yaml").read_text())
 
@@ -76,7 +80,8 @@ def _group_request(n_volumes: int, cores: int) -> tuple[int, int, int]:
         per_layer = max(1, cores // res[rule]["cpus_per_task"])
         layer = min(per_layer, n_volumes)
         cpus = max(cpus, layer * res[rule]["cpus_per_task"])
-        mem = max(mem, layer * res[rule]["mem_mb"])
+        # memory follows the input (config.job_resources): the tiny test volumes get the floor
+        mem = max(mem, layer * res[rule].get("mem_mb", MEMORY_FLOOR_MB[rule]))
         minutes += math.ceil(n_volumes / per_layer) * res[rule]["runtime"]
     return cpus, minutes, mem
 
