@@ -32,25 +32,6 @@ wildcard_constraints:
     task="|".join(TASKS),
 
 
-def using_demo(modality):
-    return not config["data"][f"{modality}_dir"] and not synthrad_volumes(modality)
-
-
-@functools.cache
-def synthrad_volumes(modality):
-    """SynthRAD2023 Task 1 brain patients (data.synthrad_dir): id -> folder, for MR and CT.
-    The folder is listed once per run (using_demo asks for every target and job)."""
-    root = config["data"]["synthrad_dir"]
-    if not root or modality not in ("mr", "ct"):
-        return {}
-    from medcyclegan.ingest import synthrad
-
-    try:
-        return synthrad.find_patients(root)
-    except FileNotFoundError as err:
-        raise WorkflowError(f"data.synthrad_dir: {err}") from None
-
-
 def demo_ids(modality):
     from medcyclegan import demo  # only needed (and imported) when demo data is used
 
@@ -62,32 +43,56 @@ def demo_ids(modality):
     return demo.pet_session_ids(d["n_pet_subjects"], d["seed"])
 
 
-def discover(modality):
-    """volume id -> raw study/session folder, from folder names only."""
-    if using_demo(modality):
-        return {v: f"{DEMO}/raw/{modality}/{v}" for v in demo_ids(modality)}
-    found = synthrad_volumes(modality)
-    root = config["data"][f"{modality}_dir"]
-    if not root:
-        return found
+@functools.cache
+def discovered():
+    """Every data source (data.*_dir, data.sample_sheet, else the demo), from names only, once per
+    run: the volumes and the rows of results/qc/discovery.csv (medcyclegan.ingest.discovery)."""
     try:
-        if modality == "ct":
-            return found | discovery.find_ct_studies(
-                root, id_mode=config["privacy"]["ct_study_ids"], id_key=config["privacy"]["id_key"]
-            )
-        kinds = {"MR"} if modality == "mr" else set(config["pet"]["windows_min"])
-        return found | discovery.find_oasis_sessions(root, kinds)
+        return discovery.discover(config, DEMO, demo_ids=demo_ids)
     except (FileNotFoundError, ValueError) as err:
-        raise WorkflowError(f"data.{modality}_dir: {err}") from None
+        raise WorkflowError(str(err)) from None
+
+
+def using_demo(modality):
+    return modality in discovered().demo
+
+
+def synthrad_volumes(modality):
+    """SynthRAD2023 Task 1 brain patients (data.synthrad_dir): id -> folder, for MR and CT."""
+    return discovered().synthrad if modality in ("mr", "ct") else {}
+
+
+def discover(modality):
+    """volume id -> raw study/session folder or file, from names only."""
+    return discovered().volumes[modality]
 
 
 VOLUMES = {m: discover(m) for m in MODALITIES}
 for _m in MODALITIES:
     if len(VOLUMES[_m]) < 2:
+        _unused = discovered().not_used(_m)
         raise WorkflowError(
-            f"{_m}: found {len(VOLUMES[_m])} volume(s) under "
-            f"{config['data'][f'{_m}_dir'] or 'the demo dataset'}; a train/test split needs at least 2"
+            f"{_m}: found {len(VOLUMES[_m])} volume(s) in "
+            f"{'the demo dataset' if using_demo(_m) else 'the data folders and sample sheet'}; "
+            "a train/test split needs at least 2" + (f". Not used: {_unused}" if _unused else "")
         )
+
+
+def discovery_rows():
+    """The rows of results/qc/discovery.csv (no raw path: dataset ids and references only)."""
+    return discovered().public_rows()
+
+
+def pinned_subjects(modality):
+    """subject -> split pinned by the sample sheet, for the subjects of this modality's volumes."""
+    pins = discovered().pins
+    subjects = {discovery.subject_of(v) for v in VOLUMES[modality]}
+    return {s: pins[s] for s in sorted(subjects) if s in pins}
+
+
+def sheet_tracer(wildcards):
+    """The PET tracer the sample sheet gives for this volume, or None."""
+    return discovered().tracers.get(wildcards.volume) if wildcards.modality == "pet" else None
 
 
 def raw_source(wildcards):
@@ -103,8 +108,9 @@ def raw_source(wildcards):
 
 
 def ingest_params(wildcards):
-    """The ingest stage's settings of this modality only: changing MR settings never reruns CT jobs."""
-    return ingest_settings(modality_settings(config, wildcards.modality))
+    """The ingest stage's settings of this modality only: changing MR settings never reruns CT jobs.
+    ``id_key`` keys the pseudonymous references of the privacy boundary (medcyclegan.privacy)."""
+    return ingest_settings(modality_settings(config, wildcards.modality)) | {"id_key": config["privacy"]["id_key"]}
 
 
 def preprocess_params(wildcards):

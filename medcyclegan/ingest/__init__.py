@@ -4,6 +4,7 @@
 * :mod:`medcyclegan.ingest.ct_series`   -- the series of a CT study and the selection policy
 * :mod:`medcyclegan.ingest.ct_stack`    -- slices of one series stacked into an image (geometry)
 * :mod:`medcyclegan.ingest.dicom_files` -- DICOM files: recognising, reading, decoding to HU
+* :mod:`medcyclegan.ingest.dicom_checks` -- DICOM header checks: one image file's, a series' rescale
 * :mod:`medcyclegan.ingest.dicom_series` -- an MR/PET DICOM series or study (hospital exports)
 * :mod:`medcyclegan.ingest.nifti`       -- NIfTI reading with checked geometry
 * :mod:`medcyclegan.ingest.oasis`       -- OASIS-3 session layouts, T1w MR

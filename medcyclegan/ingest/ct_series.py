@@ -24,11 +24,12 @@ import pydicom
 from medcyclegan.config.validation import schema_defaults
 from medcyclegan.ingest import IngestError
 from medcyclegan.ingest.ct_stack import slice_axes
+from medcyclegan.ingest.dicom_checks import number_of_frames
 from medcyclegan.ingest.dicom_files import (
     dcmread,
     dicom_files,
     float_or_nan,
-    number_of_frames,
+    reader_reason,
     transfer_syntax_name,
     transfer_syntax_uid,
 )
@@ -81,6 +82,15 @@ def _multi(value: Any) -> str:
     return str(value)
 
 
+def _count(value: Any) -> int:
+    """A matrix size from a header (0 when absent or not a number: a damaged element is refused
+    when the series is read)."""
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
 def _positions_thickness(files: list[Path]) -> float:
     """Slice step estimated from all headers' positions (used when SliceThickness is missing)."""
     pos, normal = [], None
@@ -125,9 +135,11 @@ def _group_by_series(files: list[Path]) -> list[tuple[list[Path], list[pydicom.D
     return [(sorted(g[0] + unreadable), g[1]) for g in ordered]
 
 
-def _first_header(files: list[Path], headers: list[pydicom.Dataset]) -> tuple[pydicom.Dataset | None, list[str]]:
-    """The group's first header, else the first readable one of its first five files (and why
-    the others could not be read)."""
+def _first_header(
+    files: list[Path], headers: list[pydicom.Dataset]
+) -> tuple[pydicom.Dataset | None, list[tuple[str, str]]]:
+    """The group's first header, else the first readable one of its first five files (and the
+    name of each one before it that could not be read, with the reason)."""
     if headers:
         return headers[0], []
     errors = []
@@ -135,7 +147,7 @@ def _first_header(files: list[Path], headers: list[pydicom.Dataset]) -> tuple[py
         try:
             return dcmread(f, headers_only=True), errors
         except Exception as exc:  # noqa: BLE001 - reported in the table
-            errors.append(f"{f.name}: {exc}")
+            errors.append((f.name, f"{type(exc).__name__}: {reader_reason(exc)}"))
     return None, errors
 
 
@@ -163,8 +175,8 @@ def _header_fields(ds: pydicom.Dataset, folder: Path, files: list[Path], suffix:
         thickness_source=source,
         image_type=_multi(ds.get("ImageType", None)),
         convolution_kernel=free_text(_multi(ds.get("ConvolutionKernel", None))),
-        rows=int(ds.get("Rows", 0) or 0),
-        columns=int(ds.get("Columns", 0) or 0),
+        rows=_count(ds.get("Rows", 0)),
+        columns=_count(ds.get("Columns", 0)),
         pixel_spacing_mm=_multi(ds.get("PixelSpacing", None)),
         modality=str(ds.get("Modality", "") or ""),
         transfer_syntax=str(ts) if ts else "",
@@ -195,7 +207,11 @@ def _summary_row(
     )
     ds, errors = _first_header(files, headers)
     if ds is None:
-        row["error"] = "no readable DICOM header (" + "; ".join(errors) + ")"
+        by_reason: dict[str, list[str]] = {}
+        for name, reason in errors:
+            by_reason.setdefault(reason, []).append(name)
+        listing = "; ".join(f"{', '.join(names)}: {reason}" for reason, names in by_reason.items())
+        row["error"] = f"no readable DICOM header in its first {len(errors)} files ({listing}), truncated or corrupt"
         return row
     row.update(_header_fields(ds, folder, files, suffix))
     return row
@@ -368,12 +384,13 @@ def select_series(
     candidates, reasons = rank_series(table, **rules)
     if not candidates:
         listing = "\n".join(f"  - {k}: {v}" for k, v in reasons.items())
+        unreadable = any(v.startswith("unreadable") for v in reasons.values())
         raise IngestError(
             "CT series selection: no series qualifies (need slice thickness <= "
             f"{rules['max_slice_thickness_mm']:g} mm, >= {rules['min_slices']} slices, plain, non-bone). "
             f"Rejected:\n{listing}\n"
-            "Relax ct_series.max_slice_thickness_mm / min_slices / exclude_patterns in the "
-            "config, or leave this study out."
+            + ("Re-export or re-download the unreadable series, or relax " if unreadable else "Relax ")
+            + "ct_series.max_slice_thickness_mm / min_slices / exclude_patterns in the config, or leave this study out."
         )
     best = table.loc[candidates[0]]
     for i in candidates[1:]:

@@ -9,10 +9,13 @@ found (implicit/explicit VR, byte order), since pydicom decodes no pixel data wi
 
 Documented fixes when a slice is read: a file without the DICOM magic that pydicom cannot parse,
 or a non-image DICOM object (structured report, presentation state ...), is skipped (the caller
-logs it). A truncated image file (header without pixel data, uncompressed pixel data of another
-length than Rows x Columns x SamplesPerPixel x BitsAllocated/8, checked before decoding because
-pydicom decodes longer data with only a warning, or pixel data that cannot be decoded) is never
-skipped: :class:`IngestError`.
+logs it). A truncated image file (empty, or zeros where the preamble and ``DICM`` marker belong;
+header without pixel data, uncompressed pixel data of another length than Rows x Columns x
+SamplesPerPixel x BitsAllocated/8, checked before decoding because pydicom decodes longer data
+with only a warning, or pixel data that cannot be decoded) is never skipped, nor is a damaged
+header (an element pydicom cannot convert, placement or rescale values that are not finite
+numbers, slices of one series with different rescale elements): :class:`IngestError`. The
+header checks are in :mod:`~medcyclegan.ingest.dicom_checks`.
 
 HU = stored value * RescaleSlope + RescaleIntercept, per slice, as float32 (pydicom's pixel
 handlers decode the stored values, including JPEG 2000 / JPEG lossless through pylibjpeg, and
@@ -26,9 +29,9 @@ air, -1024 HU; the slice records the counts and :func:`slice_fixes` words them f
 
 from __future__ import annotations
 
-import math
 import multiprocessing
 import os
+import re
 import struct
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -38,12 +41,20 @@ import numpy as np
 import pydicom
 from pydicom.datadict import dictionary_has_tag
 from pydicom.errors import InvalidDicomError
-from pydicom.pixels.utils import get_expected_length
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pydicom.valuerep import VR
 
 from medcyclegan.config.resources import job_threads
 from medcyclegan.ingest import IngestError
+from medcyclegan.ingest.dicom_checks import (
+    check_decoder,
+    check_one_rescale,
+    check_pixel_length,
+    check_single_grey_frame,
+    float_or_nan,
+    rescale_to_hu,
+    slice_placement,
+)
 
 # Files that are certainly not DICOM (never opened).
 _NON_DICOM_SUFFIXES = set(
@@ -60,22 +71,6 @@ _NON_IMAGE_SOP_PREFIXES = (
     "1.2.840.10008.5.1.4.1.1.104.",
     "1.2.840.10008.5.1.4.1.1.481.",
 )
-
-# pip packages that provide the pixel-data decoders for pydicom, by transfer syntax UID.
-_DECODER_PACKAGES = {
-    "1.2.840.10008.1.2.4.90": "pylibjpeg pylibjpeg-openjpeg",  # JPEG 2000 lossless
-    "1.2.840.10008.1.2.4.91": "pylibjpeg pylibjpeg-openjpeg",  # JPEG 2000
-    "1.2.840.10008.1.2.4.201": "pylibjpeg pylibjpeg-openjpeg",  # HTJ2K lossless
-    "1.2.840.10008.1.2.4.202": "pylibjpeg pylibjpeg-openjpeg",  # HTJ2K lossless RPCL
-    "1.2.840.10008.1.2.4.203": "pylibjpeg pylibjpeg-openjpeg",  # HTJ2K
-    "1.2.840.10008.1.2.4.50": "pylibjpeg pylibjpeg-libjpeg",  # JPEG baseline
-    "1.2.840.10008.1.2.4.51": "pylibjpeg pylibjpeg-libjpeg",  # JPEG extended
-    "1.2.840.10008.1.2.4.57": "pylibjpeg pylibjpeg-libjpeg",  # JPEG lossless P14
-    "1.2.840.10008.1.2.4.70": "pylibjpeg pylibjpeg-libjpeg",  # JPEG lossless SV1
-    "1.2.840.10008.1.2.4.80": "pylibjpeg pylibjpeg-libjpeg",  # JPEG-LS lossless
-    "1.2.840.10008.1.2.4.81": "pylibjpeg pylibjpeg-libjpeg",  # JPEG-LS near lossless
-    "1.2.840.10008.1.2.5": "pylibjpeg pylibjpeg-rle",  # RLE (pydicom also has its own)
-}
 
 #: below this many files a series is decoded in this process (starting workers costs more)
 PARALLEL_MIN_FILES = 32
@@ -148,6 +143,14 @@ def dcmread(path: Path, *, headers_only: bool) -> pydicom.Dataset:
             ds = pydicom.dcmread(fh, stop_before_pixels=headers_only, force=True)
             if "SOPClassUID" not in ds and "ImagePositionPatient" not in ds:
                 raise
+    try:  # pydicom converts elements on first access: a damaged one fails here, not in a caller
+        for _ in ds:
+            pass
+    except Exception as exc:  # noqa: BLE001 - e.g. an unknown VR: the header bytes are damaged
+        raise IngestError(
+            f"{path}: the DICOM header is damaged ({type(exc).__name__}: {reader_reason(exc)}). "
+            f"Re-export or re-download the series."
+        ) from exc
     _infer_transfer_syntax(ds, path)
     return ds
 
@@ -169,18 +172,6 @@ def _infer_transfer_syntax(ds: pydicom.Dataset, path: Path) -> None:
     ds.transfer_syntax_inferred = True  # a plain attribute (no DICOM element): read_slice reports it
 
 
-def float_or_nan(value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return float("nan")
-
-
-def number_of_frames(ds: pydicom.Dataset) -> int:
-    value = float_or_nan(ds.get("NumberOfFrames", None))
-    return int(value) if math.isfinite(value) and value >= 1 else 1
-
-
 def transfer_syntax_name(uid: Any) -> str:
     if not uid:
         return ""
@@ -199,35 +190,33 @@ def transfer_syntax_uid(ds: pydicom.Dataset) -> Any:
 # --------------------------------------------------------------------------------------------
 
 
-def _check_decoder(ts: Any, path: Path) -> None:
-    """Fail early, naming the package to install, when pixel data cannot be decoded here."""
-    if ts is None:
-        return
-    uid = pydicom.uid.UID(str(ts))
-    if not uid.is_compressed:
-        return
-    from pydicom.pixels import get_decoder
+def reader_reason(exc: Exception) -> str:
+    """A reader's message as one short clause: its first line, without pydicom's advice to read
+    with ``force=True`` (which would read as the thing to do), at most 200 characters."""
+    lines = str(exc).strip().splitlines()
+    text = re.sub(r"\s*Use force=True to force reading\.?", "", lines[0] if lines else "").strip()
+    return (text[:197] + "...") if len(text) > 200 else text or type(exc).__name__
 
-    pkg = _DECODER_PACKAGES.get(str(uid), "pylibjpeg (with its openjpeg/libjpeg plugins) or python-gdcm")
+
+def _cut_before_header(path: Path) -> bool:
+    """An empty file, one whose first bytes are zeros where a DICOM file has its 128-byte preamble
+    (cut before, or damaged at, the ``DICM`` marker; or zero-filled), one with a damaged marker
+    but file meta after it, or fewer than 8 bytes that begin like a bare dataset: a damaged DICOM
+    file, never skipped as a stray one (skipping an end slice would silently shorten the volume)."""
     try:
-        decoder = get_decoder(uid)
-    except NotImplementedError as exc:
-        raise IngestError(
-            f"{path}: pixel data uses transfer syntax '{uid.name}' ({uid}), which pydicom cannot "
-            f"decode. Convert the series (e.g. with gdcmconv --raw) or install python-gdcm."
-        ) from exc
-    if not decoder.is_available:
-        raise IngestError(
-            f"{path}: pixel data uses transfer syntax '{uid.name}' ({uid}) and no decoder is "
-            f"installed. Install one: pip install {pkg}  (or python-gdcm)."
-        )
-
-
-def _required(ds: pydicom.Dataset, keyword: str, path: Path) -> Any:
-    value = ds.get(keyword, None)
-    if value is None or (hasattr(value, "__len__") and len(value) == 0):
-        raise IngestError(f"{path}: DICOM element {keyword} is missing; cannot place the slice in space.")
-    return value
+        with open(path, "rb") as fh:
+            head = fh.read(140)
+    except OSError:
+        return False
+    if not head[:128].strip(b"\0") or starts_like_bare_dataset(head[132:140]):
+        return True
+    if len(head) >= 8:
+        return False
+    group_ok = any(g.startswith(head[:2]) for g in (b"\x02\x00", b"\x08\x00"))
+    return group_ok and (
+        len(head) < 4
+        or dictionary_has_tag(int.from_bytes(head[:2], "little") << 16 | int.from_bytes(head[2:4], "little"))
+    )
 
 
 def _open_image_file(path: Path) -> tuple[pydicom.Dataset | None, str]:
@@ -237,11 +226,16 @@ def _open_image_file(path: Path) -> tuple[pydicom.Dataset | None, str]:
     except IngestError:
         raise
     except Exception as exc:  # noqa: BLE001
-        if not has_dicom_magic(path):
+        if not has_dicom_magic(path) and not _cut_before_header(path):
             # documented fix: a stray non-DICOM file in a series folder is skipped (and logged)
             return None, f"not a DICOM file ({type(exc).__name__})"
+        what = (
+            "empty or damaged at its start (cut, zero-filled or a broken DICM marker)"
+            if _cut_before_header(path)
+            else "not a readable DICOM file"
+        )
         raise IngestError(
-            f"{path}: not a readable DICOM file, probably truncated or corrupt ({type(exc).__name__}: {exc}). "
+            f"{path}: {what}, probably truncated or corrupt ({type(exc).__name__}: {reader_reason(exc)}). "
             f"Re-export or re-download the series."
         ) from exc
     if "PixelData" not in ds:
@@ -255,48 +249,6 @@ def _open_image_file(path: Path) -> tuple[pydicom.Dataset | None, str]:
             f"the file is truncated. Re-export or re-download the series."
         )
     return ds, ""
-
-
-def _check_single_grey_frame(ds: pydicom.Dataset, path: Path) -> None:
-    nframes = number_of_frames(ds)
-    if nframes > 1:
-        raise IngestError(f"{path}: multi-frame DICOM ({nframes} frames) is not supported for CT.")
-    if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
-        raise IngestError(f"{path}: colour image (SamplesPerPixel > 1) is not a CT slice.")
-
-
-def _slice_placement(ds: pydicom.Dataset, path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """ImageOrientationPatient (6), ImagePositionPatient (3), PixelSpacing (2) as float64."""
-    iop = np.array(_required(ds, "ImageOrientationPatient", path), dtype=np.float64)
-    ipp = np.array(_required(ds, "ImagePositionPatient", path), dtype=np.float64)
-    ps = np.array(_required(ds, "PixelSpacing", path), dtype=np.float64)
-    if iop.shape != (6,) or ipp.shape != (3,) or ps.shape != (2,):
-        raise IngestError(f"{path}: malformed ImageOrientationPatient/ImagePositionPatient/PixelSpacing.")
-    return iop, ipp, ps
-
-
-def _check_pixel_length(ds: pydicom.Dataset, ts: Any, path: Path) -> None:
-    """Refuse uncompressed pixel data whose length is not the header's Rows x Columns x
-    SamplesPerPixel x BitsAllocated/8 (x NumberOfFrames; one pad byte to an even length allowed),
-    before decoding: pydicom decodes longer data with only a warning (a garbled image)."""
-    if ts is None or pydicom.uid.UID(str(ts)).is_compressed:
-        return
-    try:
-        expected = int(get_expected_length(ds, unit="bytes"))
-    except (AttributeError, KeyError, TypeError, ValueError) as exc:
-        raise IngestError(f"{path}: the image header is incomplete ({exc}); cannot size the pixel data.") from exc
-    got = len(ds.PixelData)
-    if got == expected or (expected % 2 == 1 and got == expected + 1):
-        return
-    shape = f"{ds.Rows} x {ds.Columns} x {ds.get('SamplesPerPixel', 1)} x {ds.BitsAllocated}/8"
-    frames = number_of_frames(ds)
-    shape += f" x {frames} frames" if frames > 1 else ""
-    what = "the file is truncated" if got < expected else "the header does not describe the pixel data"
-    raise IngestError(
-        f"{path}: the pixel data holds {got} bytes, but the header announces {expected} "
-        f"(Rows x Columns x SamplesPerPixel x BitsAllocated/8 = {shape}): {what}. "
-        f"Re-export or re-download the series."
-    )
 
 
 def _decode_pixels(ds: pydicom.Dataset, ts: Any, path: Path) -> np.ndarray:
@@ -347,25 +299,6 @@ def _air_outside_field(ds: pydicom.Dataset, raw: np.ndarray, hu: np.ndarray) -> 
     return n_pad, n_low, rule if n_pad else ""
 
 
-def _rescale_to_hu(ds: pydicom.Dataset, raw: np.ndarray, path: Path) -> tuple[np.ndarray, str, float, float]:
-    """``(HU float32, rescale description, slope, intercept)``; no rescale tags = identity."""
-    slope = ds.get("RescaleSlope", None)
-    inter = ds.get("RescaleIntercept", None)
-    rescale = "RescaleSlope/RescaleIntercept"
-    if slope is None and inter is None:
-        if "ModalityLUTSequence" in ds:
-            raise IngestError(f"{path}: a Modality LUT Sequence instead of RescaleSlope/Intercept is not supported.")
-        rescale = "absent (identity)"
-    slope = 1.0 if slope is None else float(slope)
-    inter = 0.0 if inter is None else float(inter)
-    hu = raw.astype(np.float32)  # float32 throughout: exact for stored integers, half the memory traffic
-    if slope != 1.0:
-        hu *= np.float32(slope)
-    if inter != 0.0:
-        hu += np.float32(inter)
-    return hu, rescale, slope, inter
-
-
 def read_slice(path: Path, checked: set[str]) -> dict[str, Any]:
     """One slice as a dict: ``skip`` (and ``reason``) for a file to leave out, else its
     placement (``iop``, ``ipp``, ``ps``), ``hu`` and header facts; the documented fixes applied
@@ -377,13 +310,13 @@ def read_slice(path: Path, checked: set[str]) -> dict[str, Any]:
         return {"skip": True, "reason": reason}
     ts = transfer_syntax_uid(ds)
     if str(ts) not in checked:
-        _check_decoder(ts, path)
+        check_decoder(ts, path)
         checked.add(str(ts))
-    _check_single_grey_frame(ds, path)
-    iop, ipp, ps = _slice_placement(ds, path)
-    _check_pixel_length(ds, ts, path)
+    check_single_grey_frame(ds, path)
+    iop, ipp, ps = slice_placement(ds, path)
+    check_pixel_length(ds, ts, path)
     raw = _decode_pixels(ds, ts, path)
-    hu, rescale, slope, inter = _rescale_to_hu(ds, raw, path)
+    hu, rescale, slope, inter = rescale_to_hu(ds, raw, path)
     n_pad, n_low, padding_rule = _air_outside_field(ds, raw, hu)
     return {
         "skip": False,
@@ -456,6 +389,9 @@ def read_slices(files: list[Path], workers: int | None) -> list[dict[str, Any]]:
     ):
         ctx = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(min(workers, len(files)), mp_context=ctx) as pool:
-            return list(pool.map(_read_slice_worker, files, chunksize=8))
-    checked: set[str] = set()
-    return [read_slice(f, checked) for f in files]
+            slices = list(pool.map(_read_slice_worker, files, chunksize=8))
+    else:
+        checked: set[str] = set()
+        slices = [read_slice(f, checked) for f in files]
+    check_one_rescale(files, slices)
+    return slices

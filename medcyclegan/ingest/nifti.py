@@ -115,6 +115,8 @@ def check_itk_agrees(
         itk_geometry = itk_header_geometry(p)
     o, sp, d = itk_geometry
     dim = len(o)
+    if dim < 3:
+        raise IngestError(f"{p}: the NIfTI header describes a {dim}D image; a 3D volume is expected here.")
     o = np.asarray(o, dtype=np.float64)[:3]
     sp = np.asarray(sp, dtype=np.float64)[:3]
     d = np.asarray(d, dtype=np.float64).reshape(dim, dim)[:3, :3]
@@ -243,14 +245,19 @@ def check_nifti_dtype(path: str | os.PathLike, nimg: nib.Nifti1Image) -> str | N
 
 
 def check_complete(path: str | os.PathLike, nimg: nib.Nifti1Image) -> None:
-    """Refuse a truncated NIfTI: the (decompressed) file must hold the header's voxel count.
+    """Refuse a truncated NIfTI: the (decompressed) file must hold the header's voxel count, and
+    no more.
 
     Needed because ITK reads a truncated ``.nii.gz`` without an error and fills the missing
-    voxels with zeros (a silently wrong volume). A ``.gz`` is streamed, not loaded whole.
+    voxels with zeros (a silently wrong volume). A file longer than its header announces has a
+    damaged header (a dimension, the frame count or ``vox_offset``): read as announced, its
+    voxels would be shifted or frames lost, silently. A ``.gz`` is streamed, not loaded whole.
     """
     p = Path(path)
     hdr = nimg.header
-    expected = int(hdr.get_data_offset()) + int(np.prod(nimg.shape)) * np.dtype(nimg.get_data_dtype()).itemsize
+    # the offset the voxels are read from (nibabel resets the loaded header's vox_offset to 0)
+    offset = int(getattr(nimg.dataobj, "offset", hdr.get_data_offset()))
+    expected = offset + int(np.prod(nimg.shape)) * np.dtype(nimg.get_data_dtype()).itemsize
     if p.name.lower().endswith(".gz"):
         got = 0
         try:
@@ -267,6 +274,12 @@ def check_complete(path: str | os.PathLike, nimg: nib.Nifti1Image) -> None:
         raise IngestError(
             f"{p}: the file is truncated: {got} bytes of the {expected} its header announces. "
             f"Re-download or re-convert it."
+        )
+    if got > expected:
+        raise IngestError(
+            f"{p}: the file holds {got} bytes, more than the {expected} its header announces "
+            f"(data offset {offset}, shape {tuple(int(v) for v in nimg.shape)}): "
+            f"the header is damaged. Re-download or re-convert it."
         )
 
 

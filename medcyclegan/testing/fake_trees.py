@@ -332,3 +332,81 @@ def build_empty_layout_tree(root: Path, n_ct: int, n_mr: int, n_pet: int, *, ct_
         json_path.touch()
         json_path.with_suffix(".tsv").touch()
     return {"ct_dir": str(ct), "mr_dir": str(mr), "pet_dir": str(pet)}
+
+
+#: a patient's name as a study folder name: discovery gives it an anon- id and no output may show it
+PATIENT_FOLDER = "DOE^JOHN 1970"
+
+
+def write_sample_sheet(path: Path, rows: list[dict], *, columns=None, delimiter: str = "\t") -> Path:
+    """A sample sheet (``data.sample_sheet``) with a header row; ``columns`` default to the keys
+    of the rows in order of first appearance; missing cells are left empty."""
+    columns = list(columns or dict.fromkeys(k for r in rows for k in r))
+    lines = [delimiter.join(columns)] + [delimiter.join(str(r.get(c, "")) for c in columns) for r in rows]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _touch_series(folder: Path, n: int = 2) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for k in range(n):
+        (folder / f"CT{k:06d}.dcm").touch()
+
+
+def build_discovery_tree(root: Path) -> dict:
+    """Raw data in every shape discovery must account for, with EMPTY files (names only: for
+    planning and the discovery report, not for ingest). Returns the ``data`` config:
+
+    * ``ct_dir``: ``CQ500-CT-1`` (zip-name layout), ``CQ500CT2 CQ500CT2`` (zip content), a folder
+      ``batch 2`` holding ``CQ500-CT-3`` and a folder ``notes`` that holds no study, a study folder
+      named :data:`PATIENT_FOLDER`, a stray file ``reads.csv`` and a hidden ``.DS_Store``;
+    * ``mr_dir``: OASIS-3 sessions ``OAS30001_MR_d0129`` and ``OAS30002_MR_d0031``, a PET session
+      ``OAS30003_PIB_d0140`` (in the wrong folder) and a folder ``Smith export`` in no layout;
+    * ``pet_dir``: ``OAS30001_PIB_d0140``, ``OAS30002_AV45_d0311`` and ``OAS30003_XYZ_d0001``
+      (a tracer without a ``pet.windows_min`` window);
+    * ``sample_sheet``: ``cohort/cohort.tsv`` adding subject ``MRN-0042``'s MR NIfTI (session
+      ``2020-01-03``, pinned to test) and subject ``MRN-0077``'s CT study folder ``DOE^JANE 1980``
+      (pinned to train) and an FDG PET NIfTI of OASIS-3 subject ``OAS30002`` (pinned to train:
+      their sessions in ``mr_dir`` and ``pet_dir`` with it), paths relative to the sheet.
+    """
+    ct, mr, pet, cohort = root / "ct", root / "mr", root / "pet", root / "cohort"
+    _touch_series(cq500_study_folder(ct, 1, zipped_folder=True) / "CT PLAIN THIN")
+    _touch_series(cq500_study_folder(ct, 2, zipped_folder=False) / "CT PLAIN THIN")
+    _touch_series(cq500_study_folder(ct / "batch 2", 3, zipped_folder=True) / "CT 5mm")
+    (ct / "batch 2" / "notes").mkdir(parents=True)
+    _touch_series(ct / PATIENT_FOLDER / "HEAD 1.25mm")
+    (ct / "reads.csv").write_text("name,ICH\n")
+    (ct / ".DS_Store").touch()
+    for subject, day in (("OAS30001", "d0129"), ("OAS30002", "d0031")):
+        session, nifti, sidecar = oasis_mr_paths(mr, subject, day, xnat=False)
+        nifti.touch()
+        sidecar.touch()
+    (mr / "OAS30003_PIB_d0140" / "pet1").mkdir(parents=True)
+    (mr / "Smith export" / "T1").mkdir(parents=True)
+    for subject, tracer, day in (
+        ("OAS30001", "PIB", "d0140"),
+        ("OAS30002", "AV45", "d0311"),
+        ("OAS30003", "XYZ", "d0001"),
+    ):
+        _, nifti, sidecar = oasis_pet_paths(pet, subject, tracer, day, xnat=False)
+        nifti.touch()
+        sidecar.touch()
+    (cohort / "mri").mkdir(parents=True)
+    (cohort / "mri" / "t1_mprage.nii.gz").touch()
+    (cohort / "pet").mkdir()
+    (cohort / "pet" / "fdg_static.nii.gz").touch()
+    _touch_series(cohort / "DOE^JANE 1980" / "CT HEAD")
+    rows = [
+        {
+            "subject": "MRN-0042",
+            "modality": "mr",
+            "path": "mri/t1_mprage.nii.gz",
+            "session": "2020-01-03",
+            "split": "test",
+        },
+        {"subject": "MRN-0077", "modality": "ct", "path": "DOE^JANE 1980", "session": "", "split": "train"},
+        {"subject": "OAS30002", "modality": "pet", "path": "pet/fdg_static.nii.gz", "tracer": "FDG", "split": "train"},
+    ]
+    sheet = write_sample_sheet(cohort / "cohort.tsv", rows)
+    return {"ct_dir": str(ct), "mr_dir": str(mr), "pet_dir": str(pet), "sample_sheet": str(sheet)}

@@ -43,3 +43,16 @@ def test_oasis_discovery(tmp_path):
     ]
     assert discovery.subject_of("OAS30001_PIB_d0364") == "OAS30001"
     assert discovery.subject_of("CQ500-CT-4") == "CQ500-CT-4"
+
+
+def test_data_section_has_the_sample_sheet_and_mixed_ct_folders_all_get_ids(tmp_path):
+    assert validate_config({})["data"]["sample_sheet"] == ""
+    with pytest.raises(ConfigError, match=r"data\.sample_sheet"):
+        validate_config({"data": {"sample_sheet": 3}})
+    (tmp_path / "CQ500-CT-43" / "CQ500CT43 CQ500CT43").mkdir(parents=True)
+    (tmp_path / "Roe, Jane" / "CT").mkdir(parents=True)  # another study beside the CQ500 ones
+    found = discovery.find_ct_studies(tmp_path)
+    assert found == {
+        "CQ500-CT-43": str(tmp_path / "CQ500-CT-43"),
+        discovery.pseudonym("Roe, Jane"): str(tmp_path / "Roe, Jane"),
+    }
