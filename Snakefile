@@ -14,6 +14,7 @@ configfile: "config.yaml"
 
 
 include: "rules/common.smk"
+include: "rules/discovery.smk"
 include: "rules/demo.smk"
 include: "rules/preprocess.smk"
 include: "rules/dataset.smk"

@@ -85,6 +85,7 @@ def _locate(args) -> int:
     import yaml
 
     from medcyclegan.config.validation import ConfigError, deep_update, validate_config
+    from medcyclegan.demo import volume_ids
     from medcyclegan.workflow.locate import locate
 
     config: dict = {}
@@ -96,11 +97,13 @@ def _locate(args) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     texts = [Path(r).read_text(errors="replace") if Path(r).is_file() else r for r in args.refs]
-    results = locate(texts, config, f"{config['results_dir']}/demo")
+    results = locate(texts, config, f"{config['results_dir']}/demo", lambda m: volume_ids(config["demo"], m))
+    if not results:
+        print("no reference (VOLUME/f-<hex>) in the arguments", file=sys.stderr)
     for ref, paths in results:
         for path in paths or ["(not found: other data folders or privacy.id_key than the run's?)"]:
             print(f"{ref}\t{path}")
-    return 0 if results and all(paths for _, paths in results) else 1
+    return 0 if all(paths for _, paths in results) else 1
 
 
 def main(argv=None) -> int:

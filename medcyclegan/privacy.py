@@ -26,6 +26,7 @@ import hmac
 import logging
 import os
 import re
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -144,19 +145,13 @@ class Boundary:
         for form in forms:
             self._add(form.rstrip("/"), self.volume)
         self._add_name(source.name, self.volume)
-        if not source.is_dir():
-            return
-        for root, dirs, files in os.walk(source):
-            dirs.sort()
-            for name in sorted(dirs) + sorted(files):
-                path = Path(root) / name
-                relative = path.relative_to(source).as_posix()
-                ref = file_ref(self.volume, relative, self.key)
-                for form in forms:
-                    self._add(f"{form.rstrip('/')}/{relative}", ref)
-                if "/" in relative:  # a top-level entry is its name: layout names stay readable
-                    self._add(relative, ref)
-                self._add_name(name, file_ref(self.volume, name, self.key))
+        for relative in relative_paths(source):
+            ref = file_ref(self.volume, relative, self.key)
+            for form in forms:
+                self._add(f"{form.rstrip('/')}/{relative}", ref)
+            if "/" in relative:  # a top-level entry is its name: layout names stay readable
+                self._add(relative, ref)
+            self._add_name(relative.rsplit("/", 1)[-1], file_ref(self.volume, relative.rsplit("/", 1)[-1], self.key))
 
     # -- what may be written ----------------------------------------------------------------
 
@@ -182,6 +177,25 @@ class Boundary:
         if isinstance(value, os.PathLike):
             return self.public(os.fspath(value))
         return value
+
+
+def relative_paths(source: Path) -> list[str]:
+    """Every file and folder inside a source folder, or a zip archive's members (with the folders
+    they imply), as ``/``-separated paths relative to it; a damaged archive gives none (ingest
+    rejects it naming the archive, whose own path is registered)."""
+    if source.is_dir():
+        found = []
+        for root, dirs, files in os.walk(source):
+            dirs.sort()
+            found += [(Path(root) / name).relative_to(source).as_posix() for name in sorted(dirs) + sorted(files)]
+        return found
+    try:
+        with zipfile.ZipFile(source) as archive:
+            names = [n.rstrip("/") for n in archive.namelist()]
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return []
+    implied = {"/".join(n.split("/")[:k]) for n in names for k in range(1, n.count("/") + 1)}
+    return sorted({n for n in names if n} | implied)
 
 
 class _PublicRecords(logging.Filter):
@@ -246,10 +260,10 @@ def job_source(raw: str | os.PathLike, volume: str, link_dir: str | os.PathLike)
     listing or bookkeeping. The link is made (or re-pointed) at planning time; Snakemake judges
     the input by its target's modification time, so a link never triggers a rerun itself."""
     raw_path = Path(os.path.abspath(raw))
-    suffix = next((s for s in (".nii.gz", ".nii") if raw_path.name.lower().endswith(s)), "")
+    suffix = next((s for s in (".nii.gz", ".nii", ".zip") if raw_path.name.lower().endswith(s)), "")
     link = Path(link_dir) / f"{volume}{suffix}"
     _point(link, raw_path)
-    if suffix:
+    if suffix.startswith(".nii"):
         sidecar = raw_path.with_name(raw_path.name[: -len(suffix)] + ".json")
         if sidecar.is_file():
             _point(link.with_name(f"{volume}.json"), sidecar)

@@ -10,6 +10,7 @@ from snakemake.exceptions import WorkflowError
 from medcyclegan.config.settings import MODALITIES, ingest_settings, modality_settings, preprocess_settings
 from medcyclegan.config.tasks import TASKS, TaskConfigs, training_only
 from medcyclegan.config.validation import ConfigError, validate_config
+from medcyclegan import privacy
 from medcyclegan.ingest import discovery
 from medcyclegan.preprocessing.split import volumes_in
 
@@ -23,6 +24,7 @@ except (ConfigError, ValueError) as err:
 
 RESULTS = config["results_dir"]
 DEMO = f"{RESULTS}/demo"
+SOURCE_LINKS = ".medcyclegan/sources"  # links to the raw inputs, named by volume id (not an output)
 
 
 wildcard_constraints:
@@ -35,12 +37,7 @@ wildcard_constraints:
 def demo_ids(modality):
     from medcyclegan import demo  # only needed (and imported) when demo data is used
 
-    d = config["demo"]
-    if modality == "ct":
-        return demo.ct_study_ids(d["n_ct_subjects"])
-    if modality == "mr":
-        return demo.mr_session_ids(d["n_mr_subjects"], d["seed"])
-    return demo.pet_session_ids(d["n_pet_subjects"], d["seed"])
+    return demo.volume_ids(config["demo"], modality)
 
 
 @functools.cache
@@ -90,27 +87,40 @@ def pinned_subjects(modality):
     return {s: pins[s] for s in sorted(subjects) if s in pins}
 
 
+def pin_params():
+    """``pinned`` (subject -> split) for the split rule's params, only when the sample sheet pins
+    a subject: a workflow without pins keeps the params it always had, so nothing reruns."""
+    return {"pinned": lambda w: pinned_subjects(w.modality)} if discovered().pins else {}
+
+
 def sheet_tracer(wildcards):
     """The PET tracer the sample sheet gives for this volume, or None."""
     return discovered().tracers.get(wildcards.volume) if wildcards.modality == "pet" else None
 
 
 def raw_source(wildcards):
-    """Raw study/session folder of a volume, with a clear message for an unknown id."""
+    """Raw study/session folder of a volume, with a clear message for an unknown id. Real data is
+    given through a link named by the volume id (privacy.job_source), so that no folder or file
+    name of the input shows in Snakemake's job listing; the demo's own folders need none."""
     try:
-        return VOLUMES[wildcards.modality][wildcards.volume]
+        raw = VOLUMES[wildcards.modality][wildcards.volume]
     except KeyError:
         known = ", ".join(list(VOLUMES[wildcards.modality])[:5])
         raise WorkflowError(
             f"no raw {wildcards.modality} volume named {wildcards.volume!r} "
             f"(found {len(VOLUMES[wildcards.modality])}: {known}, ...)"
         ) from None
+    if using_demo(wildcards.modality) and raw.startswith(f"{DEMO}/"):
+        return raw
+    return privacy.job_source(raw, wildcards.volume, f"{SOURCE_LINKS}/{wildcards.modality}")
 
 
 def ingest_params(wildcards):
     """The ingest stage's settings of this modality only: changing MR settings never reruns CT jobs.
     ``id_key`` keys the pseudonymous references of the privacy boundary (medcyclegan.privacy)."""
-    return ingest_settings(modality_settings(config, wildcards.modality)) | {"id_key": config["privacy"]["id_key"]}
+    settings = ingest_settings(modality_settings(config, wildcards.modality)) | {"id_key": config["privacy"]["id_key"]}
+    tracer = sheet_tracer(wildcards)  # only sample-sheet PET rows name one: no other job's params change
+    return settings | ({"tracer": tracer} if tracer else {})
 
 
 def preprocess_params(wildcards):
@@ -163,6 +173,7 @@ def split_volumes(modality, split):
         split,
         seed=config["split"]["seed"],
         test_fraction=config["split"]["test_fraction"],
+        pinned=pinned_subjects(modality),
     )
 
 
@@ -187,7 +198,7 @@ def preprocessing_targets():
         + [f"{RESULTS}/qc/{m}_slices.csv" for m in MODALITIES]
         + [f"{RESULTS}/qc/{m}_preview.png" for m in MODALITIES]
         + [f"{RESULTS}/splits/{m}.csv" for m in MODALITIES]
-        + [f"{RESULTS}/qc/rejected.csv"]
+        + [f"{RESULTS}/qc/rejected.csv", f"{RESULTS}/qc/discovery.csv"]
     )
 
 

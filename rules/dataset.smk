@@ -2,7 +2,8 @@
 
 
 rule split:
-    # no file input: the split depends only on the volume ids and the split settings
+    # no file input: the split depends only on the volume ids and the split settings (and the
+    # subjects a sample sheet pins: pin_params is empty without, so existing runs do not rerun)
     output:
         f"{RESULTS}/splits/{{modality}}.csv",
     log:
@@ -16,6 +17,7 @@ rule split:
         mem_mb=500,
         runtime=5,
     params:
+        **pin_params(),
         volumes=lambda w: sorted(VOLUMES[w.modality]),
         seed=config["split"]["seed"],
         test_fraction=config["split"]["test_fraction"],

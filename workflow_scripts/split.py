@@ -8,4 +8,10 @@ from medcyclegan.workflow import jobs  # noqa: E402
 from medcyclegan.workflow.job_log import snakemake_job  # noqa: E402
 
 with snakemake_job(snakemake) as smk:  # noqa: F821
-    jobs.split(list(smk.params.volumes), smk.output[0], seed=smk.params.seed, test_fraction=smk.params.test_fraction)
+    jobs.split(
+        list(smk.params.volumes),
+        smk.output[0],
+        seed=smk.params.seed,
+        test_fraction=smk.params.test_fraction,
+        pinned=dict(smk.params.get("pinned", {})),
+    )

@@ -17,13 +17,14 @@ atomically (:func:`medcyclegan.io.atomic.atomic_dir`: a hidden folder swapped in
 """
 
 from medcyclegan.demo.cq500 import write_ct_study
-from medcyclegan.demo.layout import ct_study_ids, mr_session_ids, pet_session_ids
+from medcyclegan.demo.layout import ct_study_ids, mr_session_ids, pet_session_ids, volume_ids
 from medcyclegan.demo.oasis import write_mr_session, write_pet_session
 
 __all__ = [
     "ct_study_ids",
     "mr_session_ids",
     "pet_session_ids",
+    "volume_ids",
     "write_ct_study",
     "write_mr_session",
     "write_pet_session",

@@ -59,3 +59,13 @@ def mr_session_ids(n: int, seed: int) -> list[str]:
 def pet_session_ids(n: int, seed: int) -> list[str]:
     """``OAS30001_PIB_d0140``, ``OAS30002_AV45_d0311``, ... folder names under pet_root."""
     return [pet_session_id(i, seed) for i in range(int(n))]
+
+
+def volume_ids(demo: dict, modality: str) -> list[str]:
+    """The demo's volume ids of ``modality`` from the config's ``demo`` section (what the
+    Snakefile and ``python -m medcyclegan locate`` both discover)."""
+    if modality == "ct":
+        return ct_study_ids(demo["n_ct_subjects"])
+    if modality == "mr":
+        return mr_session_ids(demo["n_mr_subjects"], demo["seed"])
+    return pet_session_ids(demo["n_pet_subjects"], demo["seed"])

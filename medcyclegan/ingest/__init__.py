@@ -5,6 +5,8 @@
 * :mod:`medcyclegan.ingest.ct_stack`    -- slices of one series stacked into an image (geometry)
 * :mod:`medcyclegan.ingest.dicom_files` -- DICOM files: recognising, reading, decoding to HU
 * :mod:`medcyclegan.ingest.dicom_checks` -- DICOM header checks: one image file's, a series' rescale
+* :mod:`medcyclegan.ingest.zipped_study` -- a CT study read in place from its zip (CQ500 download)
+* :mod:`medcyclegan.ingest.enhanced_ct` -- multi-frame Enhanced CT: each frame one slice
 * :mod:`medcyclegan.ingest.dicom_series` -- an MR/PET DICOM series or study (hospital exports)
 * :mod:`medcyclegan.ingest.nifti`       -- NIfTI reading with checked geometry
 * :mod:`medcyclegan.ingest.oasis`       -- OASIS-3 session layouts, T1w MR
@@ -12,6 +14,7 @@
 * :mod:`medcyclegan.ingest.pet_timing`  -- PET frame timing from the JSON sidecar
 * :mod:`medcyclegan.ingest.synthrad`    -- SynthRAD2023 Task 1 patient folders
 * :mod:`medcyclegan.ingest.discovery`   -- studies and sessions found from folder names only
+* :mod:`medcyclegan.ingest.sample_sheet` -- the sample sheet: cohorts in no known layout
 * :mod:`medcyclegan.ingest.volume`      -- one raw volume of any modality: its reader and checks
 
 Every reader returns images in SimpleITK's LPS physical convention with the scanner's

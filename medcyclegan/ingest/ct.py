@@ -10,7 +10,9 @@ Accepted layout (a CQ500 study as downloaded)::
           CT 5mm/...
           CT PLAIN THIN-2/...         <- duplicates carry -2/-3 suffixes
 
-Any folder below the study that holds DICOM files is a series (other collections with another
+The study may also be its zip as downloaded (``CQ500-CT-43.zip``), read in place without
+unpacking (:mod:`~medcyclegan.ingest.zipped_study`). Any folder below the study that holds DICOM
+files is a series (other collections with another
 nesting are read the same way). The steps live in their own modules:
 :mod:`~medcyclegan.ingest.ct_series` (series table and selection policy),
 :mod:`~medcyclegan.ingest.ct_stack` (slice order, spacing, gantry tilt: the geometry rules) and
@@ -33,6 +35,7 @@ from medcyclegan.ingest import IngestError, geometry_info
 from medcyclegan.ingest.ct_series import list_series, rank_series, select_series, selection_rules
 from medcyclegan.ingest.ct_stack import read_ct_stack
 from medcyclegan.ingest.dicom_files import float_or_nan
+from medcyclegan.ingest.zipped_study import ArchiveDamaged
 
 __all__ = ["read_ct_series", "check_hu_plausible", "ingest_ct_study"]
 
@@ -117,6 +120,8 @@ def _read_first_readable(
         try:
             img, details = read_ct_stack(row["series_dir"], files=row.get("files") or None, **read_options)
             return row, img, details, failures
+        except ArchiveDamaged:  # the study zip itself is damaged: no other series is trusted
+            raise
         except IngestError as exc:
             failures[str(row["series_dir"])] = f"could not be read: {exc}"
     listing = "\n".join(

@@ -33,6 +33,9 @@ from medcyclegan.ingest.dicom_files import (
     transfer_syntax_name,
     transfer_syntax_uid,
 )
+from medcyclegan.ingest.enhanced_ct import multi_frame_reasons
+from medcyclegan.ingest.enhanced_ct import series_fields as enhanced_fields
+from medcyclegan.ingest.zipped_study import study_folders
 from medcyclegan.privacy import free_text
 
 #: Phrases that state a series was acquired WITHOUT contrast ("PRE CONTRAST", "non-contrast",
@@ -65,6 +68,7 @@ _TABLE_COLUMNS = [
     "error",
     "files",
     "series_in_folder",
+    "frames",
 ]
 
 
@@ -214,11 +218,12 @@ def _summary_row(
         row["error"] = f"no readable DICOM header in its first {len(errors)} files ({listing}), truncated or corrupt"
         return row
     row.update(_header_fields(ds, folder, files, suffix))
+    row.update(enhanced_fields(headers or [ds], files))  # Enhanced CT: frames are the slices
     return row
 
 
 def list_series(study_dir: str | os.PathLike) -> pd.DataFrame:
-    """One row per series of a CQ500 study (headers only; no pixel data is read).
+    """One row per series of a CQ500 study folder or study zip (headers only; no pixel data is read).
 
     Every header of a folder is read to split it by SeriesInstanceUID: a folder holding two
     series gives two rows (``folder`` ends in `` [series k of n]``), each judged by the selection
@@ -234,12 +239,8 @@ def list_series(study_dir: str | os.PathLike) -> pd.DataFrame:
     not be read, else "").
     """
     study = Path(study_dir)
-    if not study.is_dir():
-        raise IngestError(f"{study}: CT study folder does not exist or is not a folder.")
     rows: list[dict[str, Any]] = []
-    for root, dirs, _files in os.walk(study):
-        dirs.sort()
-        folder = Path(root)
+    for folder in study_folders(study):  # a study folder, or a study zip read in place
         files = dicom_files(folder)
         if not files:
             continue
@@ -283,9 +284,7 @@ def _rejection_reasons(
     modality = str(row.get("modality", "") or "")
     if modality and modality.upper() != "CT":
         reasons.append(f"Modality is {modality}, not CT")
-    nframes = int(row.get("number_of_frames", 1) or 1)
-    if nframes > 1:
-        reasons.append(f"multi-frame DICOM ({nframes} frames in one file) is not supported")
+    reasons += multi_frame_reasons(row)
     thick = float_or_nan(row.get("slice_thickness_mm"))
     if not math.isfinite(thick):
         reasons.append("slice thickness unknown (no SliceThickness, positions unusable)")
@@ -360,7 +359,8 @@ def select_series(
     """Pick the series to use: thin, plain (non-contrast), non-bone, enough slices.
 
     A series is rejected when its slice thickness is unknown or > ``max_slice_thickness_mm``,
-    it has fewer than ``min_slices`` files, it is not CT or multi-frame, one of
+    it has fewer than ``min_slices`` files (frames of an Enhanced CT), it is not CT or
+    multi-frame (other than an Enhanced CT whose frames are placed, :mod:`~medcyclegan.ingest.enhanced_ct`), one of
     ``exclude_patterns`` (regexes, case-insensitive)
     matches its description, folder name, convolution kernel or ImageType (after phrases such as
     "PRE CONTRAST"/"non-contrast" were rewritten to "plain", see :data:`NON_CONTRAST_PHRASES`),

@@ -39,6 +39,8 @@ import SimpleITK as sitk
 
 from medcyclegan.ingest import IngestError
 from medcyclegan.ingest.dicom_files import dicom_files, read_slices, slice_fixes, transfer_syntax_name
+from medcyclegan.ingest.enhanced_ct import expand_frames
+from medcyclegan.ingest.zipped_study import ZipMember
 
 #: in-plane drift (pixels) of the slice positions above which the stack counts as tilted
 TILT_DRIFT_PIXELS = 0.05
@@ -65,7 +67,7 @@ def _series_files(folder: Path, files: list[Path] | None) -> list[Path]:
         if not folder.is_dir():
             raise IngestError(f"{folder}: CT series folder does not exist.")
         files = dicom_files(folder)
-    files = [Path(f) for f in files]
+    files = [f if isinstance(f, ZipMember) else Path(f) for f in files]  # members of a study zip stay
     if not files:
         raise IngestError(f"{folder}: no DICOM files in the series folder.")
     return files
@@ -74,7 +76,7 @@ def _series_files(folder: Path, files: list[Path] | None) -> list[Path]:
 def _load_slices(folder: Path, files: list[Path], workers: int | None) -> tuple[list[dict[str, Any]], int, list[str]]:
     """The image slices (each with its ``file``), the number of skipped files and the fixes."""
     slices, skipped, fixes = [], 0, []
-    for f, s in zip(files, read_slices(files, workers)):
+    for f, s in expand_frames(files, read_slices(files, workers)):  # an Enhanced CT frame is a slice
         if s["skip"]:
             skipped += 1
             fixes.append(f"skipped {f.name}: {s['reason']}")

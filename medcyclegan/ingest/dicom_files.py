@@ -55,6 +55,8 @@ from medcyclegan.ingest.dicom_checks import (
     rescale_to_hu,
     slice_placement,
 )
+from medcyclegan.ingest.enhanced_ct import frames_are_slices, read_frames
+from medcyclegan.ingest.zipped_study import ZipMember, open_binary, zip_folder_files
 
 # Files that are certainly not DICOM (never opened).
 _NON_DICOM_SUFFIXES = set(
@@ -100,7 +102,7 @@ def has_dicom_magic(path: Path) -> bool:
     """The DICOM Part 10 marker ``DICM`` at byte 128 (after the preamble), or the start of a bare
     dataset (:func:`starts_like_bare_dataset`)."""
     try:
-        with open(path, "rb") as fh:
+        with open_binary(path, whole=False) as fh:
             head = fh.read(132)
     except OSError:
         return False
@@ -124,7 +126,10 @@ def starts_like_bare_dataset(head: bytes) -> bool:
 
 def dicom_files(folder: Path) -> list[Path]:
     """DICOM-looking files directly inside ``folder``, sorted by name (the order is irrelevant
-    for geometry; it only makes header summaries deterministic)."""
+    for geometry; it only makes header summaries deterministic); a folder of a study zip is
+    listed from the archive (:mod:`~medcyclegan.ingest.zipped_study`)."""
+    if isinstance(folder, ZipMember):
+        return [f for f in zip_folder_files(folder) if _looks_like_dicom(f)]
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError as exc:
@@ -135,7 +140,7 @@ def dicom_files(folder: Path) -> list[Path]:
 def dcmread(path: Path, *, headers_only: bool) -> pydicom.Dataset:
     """``pydicom.dcmread``; a file without the 128-byte preamble (a ``.dcm`` file, or a bare
     dataset without file meta) is accepted only when it is an image."""
-    with open(path, "rb") as fh:
+    with open_binary(path, whole=not headers_only) as fh:
         try:
             ds = pydicom.dcmread(fh, stop_before_pixels=headers_only)
         except InvalidDicomError:
@@ -199,24 +204,16 @@ def reader_reason(exc: Exception) -> str:
 
 
 def _cut_before_header(path: Path) -> bool:
-    """An empty file, one whose first bytes are zeros where a DICOM file has its 128-byte preamble
-    (cut before, or damaged at, the ``DICM`` marker; or zero-filled), one with a damaged marker
-    but file meta after it, or fewer than 8 bytes that begin like a bare dataset: a damaged DICOM
-    file, never skipped as a stray one (skipping an end slice would silently shorten the volume)."""
+    """A file too short for a preamble and ``DICM`` marker (132 bytes; empty, or cut inside its
+    start), one whose first 128 bytes are zeros (zero-filled, or a zero preamble before a damaged
+    marker), or one with a damaged marker but file meta after it: a damaged DICOM file, never
+    skipped as a stray one (skipping an end slice would silently shorten the volume)."""
     try:
-        with open(path, "rb") as fh:
+        with open_binary(path, whole=False) as fh:
             head = fh.read(140)
     except OSError:
         return False
-    if not head[:128].strip(b"\0") or starts_like_bare_dataset(head[132:140]):
-        return True
-    if len(head) >= 8:
-        return False
-    group_ok = any(g.startswith(head[:2]) for g in (b"\x02\x00", b"\x08\x00"))
-    return group_ok and (
-        len(head) < 4
-        or dictionary_has_tag(int.from_bytes(head[:2], "little") << 16 | int.from_bytes(head[2:4], "little"))
-    )
+    return len(head) < 132 or not head[:128].strip(b"\0") or starts_like_bare_dataset(head[132:140])
 
 
 def _open_image_file(path: Path) -> tuple[pydicom.Dataset | None, str]:
@@ -312,6 +309,8 @@ def read_slice(path: Path, checked: set[str]) -> dict[str, Any]:
     if str(ts) not in checked:
         check_decoder(ts, path)
         checked.add(str(ts))
+    if frames_are_slices(ds):  # Enhanced CT: one file, one slice per frame
+        return read_frames(ds, ts, path)
     check_single_grey_frame(ds, path)
     iop, ipp, ps = slice_placement(ds, path)
     check_pixel_length(ds, ts, path)

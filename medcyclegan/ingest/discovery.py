@@ -84,6 +84,10 @@ def _subdirs(folder) -> list[os.DirEntry]:
     return [e for e in _entries(folder) if not e.name.startswith(".") and e.is_dir()]
 
 
+#: a CQ500 study as downloaded: one zip per study
+CQ500_ZIP = re.compile(r"^CQ500-CT-(?P<n>\d+)\.zip$", re.IGNORECASE)
+
+
 def cq500_study_id(folder_name: str) -> str | None:
     """``CQ500-CT-{n}`` for a CQ500 study folder name, else None."""
     for pattern in _CQ500_PATTERNS:
@@ -200,10 +204,12 @@ def scan_ct_dir(ct_dir, max_depth: int = 3, *, id_mode: str = "auto", id_key: st
     rows = []
     for f in _layout(root, lambda name: cq500_study_id(name) is not None, max_depth):
         name = f.rel.rsplit("/", 1)[-1]
-        if f.kind == "unit":
-            sid = cq500_study_id(name)
-            vid = pseudonym(sid, id_key) if id_mode == "hash" else sid  # same id for both CQ500 layouts
-            rows.append(_row(f, "ct", "ct_dir", id_key, volume=vid, reason="CQ500 study folder"))
+        zipped = CQ500_ZIP.match(name) if f.kind == "file" else None
+        if f.kind == "unit" or zipped:
+            sid = cq500_study_id(name) or f"CQ500-CT-{int(zipped['n'])}"
+            vid = pseudonym(sid, id_key) if id_mode == "hash" else sid  # same id for every CQ500 layout
+            reason = "CQ500 study zip, read in place" if zipped else "CQ500 study folder"
+            rows.append(_row(f, "ct", "ct_dir", id_key, volume=vid, reason=reason))
         elif f.kind == "plain" and id_mode != "folder":
             reason = "study folder (its name is replaced by a keyed hash)"
             rows.append(_row(f, "ct", "ct_dir", id_key, volume=pseudonym(name, id_key), reason=reason))

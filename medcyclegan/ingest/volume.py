@@ -22,7 +22,8 @@ log = logging.getLogger("medcyclegan")
 def read_volume(modality: str, source, *, ct_series=None, pet=None, tracer: str | None = None):
     """(image in LPS, info) of one raw volume, on the scanner's grid (not resampled).
 
-    ``source``: a study/session/patient folder, or (MR, PET) a ``.nii``/``.nii.gz`` file or a
+    ``source``: a study/session/patient folder, (CT) a CQ500 study zip read in place
+    (:mod:`medcyclegan.ingest.zipped_study`), or (MR, PET) a ``.nii``/``.nii.gz`` file or a
     folder of DICOM files (one series, or a study: :mod:`medcyclegan.ingest.dicom_series`);
     ``tracer`` only serves a dynamic PET file whose name and sidecar do not tell it.
     """

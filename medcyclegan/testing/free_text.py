@@ -164,24 +164,30 @@ def encoded_forms(text: str) -> set[bytes]:
     return forms
 
 
-def needles() -> set[bytes]:
-    """What a leak looks like: the stem (any case) and each tail, in every encoding."""
+def needles(markers: list[str]) -> set[bytes]:
+    """What a leak looks like: each marker whole, and its head (``Zqf`` and its number, any case,
+    which survives truncation), and each non-ASCII tail, in every encoding. Forms shorter than
+    5 bytes are left out: image data holds any 3 bytes by chance."""
     found = set()
-    for text in (STEM, STEM.upper(), STEM.lower(), *TAILS):
-        found |= encoded_forms(text)
-    return found
+    for marker in markers:
+        head = marker[: len(STEM) + 3]
+        for text in (marker, head, head.upper(), head.lower()):
+            found |= encoded_forms(text)
+    for tail in TAILS:
+        found |= encoded_forms(tail)
+    return {f for f in found if len(f) >= 5}
 
 
-def leaks(folders: list[Path], texts: dict[str, str]) -> list[str]:
-    """``file: needle`` for every marker form found in any file under ``folders`` (decompressed)
-    or in ``texts`` (name -> console output)."""
-    forms = needles()
+def leaks(folders: list[Path], texts: dict[str, str], markers: list[str]) -> list[str]:
+    """``file: needle`` for every form of ``markers`` found in any file under ``folders``
+    (decompressed), in a file's name, or in ``texts`` (name -> console output)."""
+    forms = needles(markers)
     found = []
     for folder in folders:
         for path in sorted(p for p in folder.rglob("*") if p.is_file()):
             for view in decoded_views(path):
                 found += [f"{path}: {f!r}" for f in forms if f in view]
-            found += [f"{path} (name)" for f in (STEM, STEM.lower(), *TAILS) if f in str(path.relative_to(folder))]
+            found += [f"{path} (name)" for f in (STEM, STEM.upper(), *TAILS) if f in str(path.relative_to(folder))]
     for name, text in texts.items():
         data = text.encode("utf-8", "surrogateescape")
         found += [f"{name}: {f!r}" for f in forms if f in data]

@@ -53,8 +53,10 @@ def ingest(
     pet: dict | None = None,
     reject_cfg: dict | None = None,
     id_key: str = "",
+    tracer: str | None = None,
 ) -> None:
     """Read one raw study/session, bring it to the canonical grid, write NIfTI + info JSON.
+    ``tracer``: the PET tracer a sample sheet names (else the file name or sidecar tells it).
 
     Everything written or logged passes the volume's privacy boundary
     (:func:`medcyclegan.privacy.boundary`, keyed by ``id_key``): paths, file names and free text
@@ -67,7 +69,9 @@ def ingest(
     tracers = set((pet or {}).get("windows_min", {}))
     with privacy.boundary(volume, source, id_key, codes=tracers) as boundary, privacy.public_errors(boundary):
         try:
-            img, info = read_plausible_volume(modality, source, ct_series=ct_series, pet=pet, reject_cfg=reject_cfg)
+            img, info = read_plausible_volume(
+                modality, source, ct_series=ct_series, pet=pet, reject_cfg=reject_cfg, tracer=tracer
+            )
         except BadInput as exc:
             row = reject.row_from_error(exc, modality=modality, volume=volume, rule="ingest", source=source)
             _write_rejected_volume(boundary.public(row), modality, volume, out_volume, out_info)
@@ -220,8 +224,8 @@ def ground_truth(gt_path: str, volume_path: str, npz_path: str, out_npz: str, *,
     io.write_npz(out_npz, **arrays, volume=sliced["volume"])
 
 
-def split(volumes: list[str], out_csv: str, *, seed: int, test_fraction: float) -> None:
-    table = assign_split(volumes, seed=seed, test_fraction=test_fraction)
+def split(volumes: list[str], out_csv: str, *, seed: int, test_fraction: float, pinned: dict | None = None) -> None:
+    table = assign_split(volumes, seed=seed, test_fraction=test_fraction, pinned=pinned)
     log.info("split: %s", table.groupby("split").subject.nunique().to_dict())
     io.write_csv(out_csv, table)
 

@@ -182,4 +182,7 @@ def summary_line(csv_path: str | os.PathLike) -> str:
         k = max(sum(1 for _ in fixes.open()) - 1, 0)
         if k:
             line += f" {k} documented fix(es) were applied; see {fixes}."
-    return line
+    from medcyclegan.ingest.discovery import discovery_summary
+
+    unused = discovery_summary(p.with_name("discovery.csv"))
+    return f"{line} {unused}" if unused else line

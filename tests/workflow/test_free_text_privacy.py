@@ -10,6 +10,9 @@ evaluates it on SynthRAD2023-style pairs; then every byte under results/, logs/ 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -65,12 +68,13 @@ def run(tmp_path_factory):
 def test_the_markers_are_in_the_input(run):
     _, raw, mark, _ = run
     assert len(mark.issued) > 60
-    assert free_text.leaks([raw], {}), "the search must find the markers where they are"
+    found = free_text.leaks([raw], {}, mark.issued)
+    assert len(found) > 50, "the search must find the markers where they are"
 
 
 def test_no_marker_in_any_output_log_or_console(run):
-    work, _, _, console = run
-    found = free_text.leaks([work / "results", work / "logs", work / ".snakemake"], console)
+    work, _, mark, console = run
+    found = free_text.leaks([work / "results", work / "logs", work / ".snakemake"], console, mark.issued)
     assert not found, "free text of the input leaked:\n" + "\n".join(found[:40])
 
 
@@ -87,3 +91,23 @@ def test_every_input_is_accounted_for_by_reference(run):
     assert fixes.empty or fixes.fix.str.contains("/f-").all()
     metrics = json.loads((work / "results/mr2ct/metrics.json").read_text())
     assert metrics["subjects"] and all(s["volume"].startswith("1B") for s in metrics["subjects"])
+
+
+def test_locate_maps_every_reference_back_to_its_file(run):
+    work, raw, _, _ = run
+    proc = subprocess.run(
+        [sys.executable, "-m", "medcyclegan", "locate", "--configfile", "config.yaml", "results/qc/rejected.csv"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rejected = pd.read_csv(work / "results/qc/rejected.csv", keep_default_na=False)
+    lines = dict(line.split("\t") for line in proc.stdout.splitlines())
+    (bad_study,) = [p for p in (raw / "ct").iterdir() if p.name.startswith("ROE^JANE")]
+    assert Path(lines[rejected.file[0]]) == bad_study / "CT"  # the series to fix
+    nothing = subprocess.run(
+        [sys.executable, "-m", "medcyclegan", "locate", "CQ500-CT-1/f-0000000000"], cwd=work, capture_output=True
+    )
+    assert nothing.returncode == 1 and b"not found" in nothing.stdout

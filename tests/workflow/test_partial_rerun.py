@@ -116,6 +116,7 @@ def test_new_subject_reruns_its_volume_jobs_and_the_aggregations(demo_run):
         "slice_eval",
         "training_curves",
         "preprocess",
+        "discovery_table",  # the new session's row
     }
     assert required <= rules <= allowed | ALL_MODALITY_AGGREGATES, rules
     assert kinds(jobs) - {(r, "") for r in ALL_MODALITY_AGGREGATES | {"preprocess"}} <= {

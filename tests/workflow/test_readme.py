@@ -115,6 +115,12 @@ COMMANDS: dict[str, How] = {
         ),
         check="real_layouts_planned",
     ),
+    "snakemake -j8 preprocess --config data='{sample_sheet: /data/cohort/cohort.tsv, ct_dir: /data/cq500}'": How(
+        "dry run (-n): the README's example sheet, its paths made as empty files and folders next to it, and the "
+        "CQ500 layout of empty files for /data/cq500",
+        replace=DRY + (("/data/cohort/cohort.tsv", "{data}/cohort/cohort.tsv"), ("/data/cq500", "{data}/cq500")),
+        check="sample_sheet_planned",
+    ),
     'snakemake -n results/mr2ct/examples.png --config "masking={mr: {threshold_scale: 0.45}}"': How(
         "as written: the typed override must plan the MR preprocessing again", check="override_planned"
     ),
@@ -165,7 +171,24 @@ def checkout(tmp_path_factory):
     write_config(work, readme_config())
     data = work.parent / "data"
     build_empty_layout_tree(data, 3, 3, 3, ct_slices=4)
+    write_readme_sample_sheet(data / "cohort" / "cohort.tsv")
     return work
+
+
+def write_readme_sample_sheet(sheet: Path) -> None:
+    """The README's example ``cohort.tsv``, as shown, with each path it names as an empty file
+    (NIfTI) or folder (a DICOM series or study) relative to the sheet."""
+    block = (ROOT / "README.md").read_text().split("```text\n# cohort.tsv", 1)[1].split("```", 1)[0]
+    lines = [line for line in block.splitlines() if line.strip() and not line.startswith("#")]
+    header = lines[0].split("\t")
+    for line in lines[1:]:
+        path = sheet.parent / dict(zip(header, line.split("\t")))["path"]
+        if path.name.endswith((".nii", ".nii.gz")):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+        else:
+            path.mkdir(parents=True, exist_ok=True)
+    sheet.write_text("# cohort.tsv" + block)
 
 
 def command_line(command: str, how: How, work: Path) -> str:
@@ -297,6 +320,11 @@ def predict_target_written(work, output, command):
 def real_layouts_planned(work, output, command):
     jobs = scheduled_jobs(output)
     assert jobs.get("ingest") == 9 and jobs.get("tfrecords") == 6, jobs
+
+
+def sample_sheet_planned(work, output, command):
+    jobs = scheduled_jobs(output)  # 3 CQ500 studies + the sheet's CT, 2 MR and 2 PET rows
+    assert jobs.get("ingest") == 8 and jobs.get("discovery_table") == 1, jobs
 
 
 def override_planned(work, output, command):
