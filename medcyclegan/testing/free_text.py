@@ -92,6 +92,42 @@ def build_ct(ct_dir: Path, mark: Markers) -> None:
     victim.write_bytes(victim.read_bytes()[:5000])
 
 
+def build_zipped_ct(ct_dir: Path, mark: Markers, n: int = 3) -> Path:
+    """A CQ500 study as its download zip, with markers in the series folder, description and
+    member file names, and a marker-named non-DICOM member in the series (skipped: a fix)."""
+    import shutil
+
+    from medcyclegan.testing.zipped import zip_folder
+
+    folder = ct_dir.parent / "zip_source" / f"CQ500-CT-{n}"
+    series = f"CT THIN {mark('zser')}"
+    study = cq500_study(
+        folder,
+        n,
+        **{series: {"description": mark("zdesc"), "prefix": f"{mark('zfile', ascii_only=True)}_"}},
+    )
+    (study / "Unknown Study" / series / f"{mark('znote', ascii_only=True)}.dcm").write_text("viewer notes\n" * 40)
+    archive = zip_folder(folder, ct_dir / f"CQ500-CT-{n}.zip")
+    shutil.rmtree(folder.parent)
+    return archive
+
+
+def build_sample_sheet(root: Path, mark: Markers) -> Path:
+    """``root/cohort.tsv`` adding a hospital-style subject (a marker for a name) with an MR NIfTI
+    and a CT study folder in no known layout, both with markers in their names."""
+    from medcyclegan.testing.fake_trees import write_sample_sheet
+
+    subject = f"DOE^JANE {mark('subj')}"
+    mr = head_nifti(root / mark("mrdir") / f"{mark('t1', ascii_only=True)}_t1.nii.gz")
+    ct = root / f"{mark('ctdir')} head CT"
+    write_ct(ct / mark("series"), description=mark("desc"), extra_tags=_ct_text(mark, False))
+    rows = [
+        {"subject": subject, "modality": "mr", "path": str(mr.relative_to(root)), "session": "1", "split": "train"},
+        {"subject": subject, "modality": "ct", "path": str(ct.relative_to(root)), "split": "train"},
+    ]
+    return write_sample_sheet(root / "cohort.tsv", rows)
+
+
 def _sidecar(mark: Markers, base: dict) -> str:
     fields = {key: mark(key[:4]) for key in SIDECAR_TEXT_KEYS}
     return json.dumps({**base, **fields}, ensure_ascii=False)

@@ -33,6 +33,10 @@ OVERRIDES = {
     **TINY_TRAINING,
 }
 TARGETS = [
+    "results/qc/discovery.csv",
+    "results/qc/fixes.csv",
+    "results/tfrecords/ct/train.tfrecord",
+    "results/tfrecords/ct/test.tfrecord",
     "results/mr2ct/metrics.json",
     "results/mr2ct/evaluation.png",
     "results/mr2ct/examples.png",
@@ -52,12 +56,19 @@ def run(tmp_path_factory):
     raw = root / "raw"
     mark = free_text.Markers()
     free_text.build_ct(raw / "ct", mark)
+    free_text.build_zipped_ct(raw / "ct", mark)
+    sheet = free_text.build_sample_sheet(raw / "cohort", mark)
     free_text.build_mr(raw / "mr", mark)
     free_text.build_pet(raw / "pet", mark)
     brain = phantom_task1(raw / "synthrad")
     for patient in brain.iterdir():
         (patient / f"{mark('synthrad')}.txt").write_text("scanned by Zqf\n")
-    data = {"ct_dir": str(raw / "ct"), "mr_dir": str(raw / "mr"), "pet_dir": str(raw / "pet")}
+    data = {
+        "ct_dir": str(raw / "ct"),
+        "mr_dir": str(raw / "mr"),
+        "pet_dir": str(raw / "pet"),
+        "sample_sheet": str(sheet),
+    }
     work = root / "work"
     write_config(work, {**OVERRIDES, "data": {**data, "synthrad_dir": str(brain)}})
     dry = snakemake(work, "-n", *TARGETS)
@@ -78,6 +89,34 @@ def test_no_marker_in_any_output_log_or_console(run):
     assert not found, "free text of the input leaked:\n" + "\n".join(found[:40])
 
 
+def test_every_entry_is_in_the_discovery_report_and_every_volume_somewhere(run):
+    """Each entry of the data folders and the sheet has one discovery row; each volume it became
+    reached its TFRecords or has its reason in rejected.csv (fixes in fixes.csv)."""
+    from medcyclegan.io.tfrecords import read_dataset
+
+    work, raw, _, _ = run
+    report = pd.read_csv(work / "results/qc/discovery.csv", keep_default_na=False)
+    entries = [e for key in ("ct", "mr", "pet") for e in (raw / key).iterdir()]
+    assert len(report[report.source.str.startswith(("data.ct_dir", "data.mr_dir", "data.pet_dir"))]) == len(entries)
+    assert len(report[report.source.str.startswith("data.sample_sheet")]) == 2
+    assert set(report.status) == {"used"}, report
+    used = {(r.modality, r.volume) for r in report.itertuples() if r.volume}
+    rejected = pd.read_csv(work / "results/qc/rejected.csv", keep_default_na=False)
+    in_records = {
+        (m, ex["volume"].numpy().decode())
+        for m in ("ct", "mr", "pet")
+        for s in ("train", "test")
+        for ex in read_dataset(str(work / f"results/tfrecords/{m}/{s}.tfrecord"))
+    }
+    missing = used - in_records - {(r.modality, r.volume) for r in rejected.itertuples()}
+    assert not missing, missing
+    assert ("ct", "CQ500-CT-3") in in_records  # the zipped study
+    fixes = pd.read_csv(work / "results/qc/fixes.csv", keep_default_na=False)
+    assert (fixes.volume == "CQ500-CT-3").any() and fixes.fix.str.contains("not a DICOM file").any()
+    sheet = report[report.source.str.startswith("data.sample_sheet")]
+    assert all(v.startswith("anon-") for v in sheet.volume)
+
+
 def test_every_input_is_accounted_for_by_reference(run):
     work, _, _, _ = run
     rejected = pd.read_csv(work / "results/qc/rejected.csv", keep_default_na=False)
@@ -88,7 +127,7 @@ def test_every_input_is_accounted_for_by_reference(run):
     assert set(pd.read_csv(work / "results/splits/ct.csv").volume) >= {"CQ500-CT-1", "CQ500-CT-2"}
     info = json.loads((work / "results/volumes/ct/CQ500-CT-1.json").read_text())["ingest"]
     assert info["series_folder"].startswith("CQ500-CT-1/f-") and info["series_description"].startswith("t-")
-    assert fixes.empty or fixes.fix.str.contains("/f-").all()
+    assert fixes.fix.str.contains("/f-").all()
     metrics = json.loads((work / "results/mr2ct/metrics.json").read_text())
     assert metrics["subjects"] and all(s["volume"].startswith("1B") for s in metrics["subjects"])
 

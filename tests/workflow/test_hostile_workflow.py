@@ -5,15 +5,11 @@ and a job killed while writing its TFRecord leaves nothing that a rerun takes as
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
 import os
 import signal
 import subprocess
 import time
-import zipfile
-import zlib
 from pathlib import Path
 
 import nibabel as nib
@@ -21,6 +17,8 @@ import pandas as pd
 import pydicom
 import pytest
 
+from medcyclegan.privacy import file_ref
+from medcyclegan.testing.free_text import decoded_views
 from medcyclegan.testing.hostile_data import cq500_study, mr_session, pet_session
 from medcyclegan.testing.workflow import snakemake, snakemake_command, write_config
 
@@ -147,32 +145,6 @@ def phi_markers(ct_dir: str) -> set[str]:
     return markers
 
 
-def decoded_views(path: Path) -> list[bytes]:
-    """Every byte of a file as stored and decompressed: gzip (.nii.gz), zip members (.npz), PNG
-    text chunks and image data."""
-    raw = path.read_bytes()
-    views = [raw]
-    if raw[:2] == b"\x1f\x8b":
-        views.append(gzip.decompress(raw))
-    if raw[:4] == b"PK\x03\x04":
-        with zipfile.ZipFile(io.BytesIO(raw)) as z:
-            views += [z.read(n) for n in z.namelist()]
-    if raw[:8] == b"\x89PNG\r\n\x1a\n":
-        pos, idat = 8, b""
-        while pos < len(raw):
-            length = int.from_bytes(raw[pos : pos + 4], "big")
-            kind, data = raw[pos + 4 : pos + 8], raw[pos + 8 : pos + 8 + length]
-            if kind == b"IDAT":
-                idat += data
-            elif kind == b"zTXt":
-                views.append(zlib.decompress(data.split(b"\0", 1)[1][1:]))
-            elif kind == b"iTXt":
-                views.append(data)
-            pos += 12 + length
-        views.append(zlib.decompress(idat))
-    return views
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile")
@@ -208,7 +180,8 @@ def test_bad_volumes_rejected_with_reasons_good_ones_reach_tfrecords(run):
     out = proc.stdout + proc.stderr
     assert "5 input volume(s) were rejected" in out and "results/qc/rejected.csv" in out
     fixes = pd.read_csv(work / "results/qc/fixes.csv")
-    assert len(fixes) == 1 and fixes.volume[0] == "CQ500-CT-1" and "viewer-notes.dcm" in fixes.fix[0]
+    notes = file_ref("CQ500-CT-1", "viewer-notes.dcm")  # file names are references (medcyclegan.privacy)
+    assert len(fixes) == 1 and fixes.volume[0] == "CQ500-CT-1" and notes in fixes.fix[0]
     assert "1 documented fix(es) were applied" in out
 
 

@@ -55,8 +55,12 @@ def test_demo_preprocessing_outputs(demo_run):
     # the demo's thin JPEG 2000 series was the one chosen, not BONE or 5 mm
     import json
 
+    from medcyclegan.privacy import file_ref
+
     info = json.loads((demo_run / "results/volumes/ct/CQ500-CT-1.json").read_text())
-    assert "BONE" not in info["ingest"]["series_description"].upper()
+    study = next((demo_run / "results/demo/raw/ct/CQ500-CT-1").iterdir()) / "Unknown Study"
+    names = {file_ref("CQ500-CT-1", f"{study.parent.name}/Unknown Study/{s.name}"): s.name for s in study.iterdir()}
+    assert "BONE" not in names[info["ingest"]["series_folder"]] and "5mm" not in names[info["ingest"]["series_folder"]]
     syntax = info["ingest"]["transfer_syntax"]
     syntax = " ".join(syntax) if isinstance(syntax, list) else syntax
     assert "JPEG 2000" in syntax.replace("JPEG2000", "JPEG 2000"), syntax
