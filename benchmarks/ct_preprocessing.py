@@ -14,20 +14,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from medcyclegan.bench import cli, ct  # noqa: E402
 
-# a 64x64 series of 37 slices (enough to be decoded by parallel workers) on a 4 mm grid: every step runs, in seconds
-SMOKE_SETTINGS = {
-    "ct_series": {"min_slices": 8, "max_slice_thickness_mm": 8.0},
-    "geometry": {"spacing_mm": [4.0, 4.0, 4.0]},
-    "slicing": {"size": 64},
-}
-
 
 def full(args):
     return ct.run(args.workdir, matrix=512, thin_mm=0.625, repeats=5)
 
 
 def smoke(args):
-    return ct.run(args.workdir, matrix=64, thin_mm=4.0, repeats=1, settings_overrides=SMOKE_SETTINGS)
+    return ct.run(args.workdir, matrix=64, thin_mm=4.0, repeats=1, settings_overrides=ct.SMOKE_SETTINGS)
 
 
 if __name__ == "__main__":

@@ -13,14 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from medcyclegan.bench import cli, ingest_memory  # noqa: E402
-
-# every step of the job runs on a small grid, in seconds
-SMOKE_SETTINGS = {
-    "ct_series": {"min_slices": 8, "max_slice_thickness_mm": 8.0},
-    "geometry": {"spacing_mm": [4.0, 4.0, 4.0]},
-    "slicing": {"size": 64},
-}
+from medcyclegan.bench import cli, ct, ingest_memory  # noqa: E402
 
 
 def full(args):
@@ -29,7 +22,7 @@ def full(args):
 
 def smoke(args):
     return ingest_memory.run(
-        args.workdir, sizes=(40,), matrix=64, pixel_mm=4.0, thin_mm=4.0, settings_overrides=SMOKE_SETTINGS
+        args.workdir, sizes=(40,), matrix=64, pixel_mm=4.0, thin_mm=4.0, settings_overrides=ct.SMOKE_SETTINGS
     )
 
 

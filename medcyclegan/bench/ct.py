@@ -22,6 +22,13 @@ from typing import Any
 
 from medcyclegan.bench import in_fresh_process, interleaved, median, rounded, scratch_workdir, workflow_settings
 
+#: config overrides of the smoke runs: every step of a CT job on a small grid, in seconds
+SMOKE_SETTINGS = {
+    "ct_series": {"min_slices": 8, "max_slice_thickness_mm": 8.0},
+    "geometry": {"spacing_mm": [4.0, 4.0, 4.0]},
+    "slicing": {"size": 64},
+}
+
 MAX_RATIO = 1.5
 MAX_PEAK_MB = 2048.0
 VOLUME_ID = "CQ500-CT-0"

@@ -315,8 +315,15 @@ def read_slice(path: Path, checked: set[str]) -> dict[str, Any]:
     iop, ipp, ps = slice_placement(ds, path)
     check_pixel_length(ds, ts, path)
     raw = _decode_pixels(ds, ts, path)
-    hu, rescale, slope, inter = rescale_to_hu(ds, raw, path)
-    n_pad, n_low, padding_rule = _air_outside_field(ds, raw, hu)
+    return slice_record(ds, ds, raw, ts, (iop, ipp, ps), path)
+
+
+def slice_record(ds: pydicom.Dataset, item, raw: np.ndarray, ts, placement, where) -> dict[str, Any]:
+    """The slice dict of one image (a file, or one frame of an Enhanced CT file ``ds``, whose
+    rescale and thickness sit in ``item``): HU with the air fixes applied, and header facts."""
+    iop, ipp, ps = placement
+    hu, rescale, slope, inter = rescale_to_hu(item, raw, where)
+    n_pad, n_low, padding_rule = _air_outside_field(item, raw, hu)
     return {
         "skip": False,
         "iop": iop,
@@ -328,7 +335,7 @@ def read_slice(path: Path, checked: set[str]) -> dict[str, Any]:
         "ts_inferred": bool(getattr(ds, "transfer_syntax_inferred", False)),
         "rescale": rescale,
         "series_uid": str(ds.get("SeriesInstanceUID", "")),
-        "thickness": float_or_nan(ds.get("SliceThickness")),
+        "thickness": float_or_nan(item.get("SliceThickness")),
         "slope": slope,
         "intercept": inter,
         "n_padding_pixels": n_pad,

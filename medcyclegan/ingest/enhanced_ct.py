@@ -197,8 +197,8 @@ def read_frames(ds: pydicom.Dataset, ts, path) -> dict[str, Any]:
     """Every frame of an Enhanced CT file as a slice dict (the keys of
     :func:`~medcyclegan.ingest.dicom_files.read_slice`), in ``frames``; the file's own dict carries
     ``rescale`` (one kind for all frames) for the series' rescale check."""
-    from medcyclegan.ingest.dicom_checks import check_pixel_length, rescale_to_hu, slice_placement
-    from medcyclegan.ingest.dicom_files import _air_outside_field
+    from medcyclegan.ingest.dicom_checks import check_pixel_length, slice_placement
+    from medcyclegan.ingest.dicom_files import slice_record
 
     if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
         raise IngestError(f"{path}: colour image (SamplesPerPixel > 1) is not a CT slice.")
@@ -207,30 +207,10 @@ def read_frames(ds: pydicom.Dataset, ts, path) -> dict[str, Any]:
     placements = [slice_placement(f, Frame(path, k, n)) for k, f in enumerate(frames)]  # before decoding
     check_pixel_length(ds, ts, path)
     raw = _decode_frames(ds, ts, path)
-    out = []
-    for k, (frame, (iop, ipp, ps)) in enumerate(zip(frames, placements)):
-        hu, rescale, slope, inter = rescale_to_hu(frame, raw[k], Frame(path, k, n))
-        n_pad, n_low, padding_rule = _air_outside_field(frame, raw[k], hu)
-        out.append(
-            {
-                "skip": False,
-                "iop": iop,
-                "ipp": ipp,
-                "ps": ps,
-                "hu": hu,
-                "shape": raw[k].shape,
-                "ts": str(ts) if ts else "",
-                "ts_inferred": bool(getattr(ds, "transfer_syntax_inferred", False)),
-                "rescale": rescale,
-                "series_uid": str(ds.get("SeriesInstanceUID", "")),
-                "thickness": float_or_nan(frame.get("SliceThickness")),
-                "slope": slope,
-                "intercept": inter,
-                "n_padding_pixels": n_pad,
-                "padding_rule": padding_rule,
-                "n_below_air_pixels": n_low,
-            }
-        )
+    out = [
+        slice_record(ds, frame, raw[k], ts, placement, Frame(path, k, n))
+        for k, (frame, placement) in enumerate(zip(frames, placements))
+    ]
     kinds = sorted({s["rescale"] for s in out})
     if len(kinds) > 1:
         raise IngestError(

@@ -178,7 +178,7 @@ def load_sidecar(path: str | os.PathLike | None) -> dict[str, Any] | None:
     try:
         with open(path, encoding="utf-8") as fh:
             data = json.load(fh)
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON, and text that is not UTF-8
         raise IngestError(f"{path}: cannot read the JSON sidecar ({exc}). Fix or remove the file.") from exc
     if not isinstance(data, dict):
         raise IngestError(f"{path}: JSON sidecar is not an object.")

@@ -196,15 +196,12 @@ def nifti2(path: Path, data: np.ndarray, affine: np.ndarray, *, qform=None, sfor
     return path
 
 
-def run_volume(tmp: Path, modality: str, source: Path, volume: str, *, reject_cfg=REJECT, mask_cfg=None):
-    """Run ingest and preprocess on one input as the workflow does and the rejected table over
-    it. Returns (rejected.csv rows as a DataFrame, the volume's info JSON)."""
+def ingest_volume(out: Path, modality: str, source: Path, volume: str, *, reject_cfg=REJECT) -> tuple[Path, Path]:
+    """Run the ingest job on one input as the workflow does (2 mm grid, the test rules); returns
+    the paths of its volume and info JSON under ``out``."""
     from medcyclegan.workflow import jobs
 
-    out = tmp / "results"
-    vol = out / f"volumes/{modality}/{volume}.nii.gz"
-    info = out / f"volumes/{modality}/{volume}.json"
-    npz = out / f"slices/{modality}/{volume}.npz"
+    vol, info = out / f"volumes/{modality}/{volume}.nii.gz", out / f"volumes/{modality}/{volume}.json"
     jobs.ingest(
         modality,
         str(source),
@@ -216,6 +213,17 @@ def run_volume(tmp: Path, modality: str, source: Path, volume: str, *, reject_cf
         pet=PET_CFG if modality == "pet" else None,
         reject_cfg=reject_cfg,
     )
+    return vol, info
+
+
+def run_volume(tmp: Path, modality: str, source: Path, volume: str, *, reject_cfg=REJECT, mask_cfg=None):
+    """Run ingest and preprocess on one input as the workflow does and the rejected table over
+    it. Returns (rejected.csv rows as a DataFrame, the volume's info JSON)."""
+    from medcyclegan.workflow import jobs
+
+    out = tmp / "results"
+    vol, info = ingest_volume(out, modality, source, volume, reject_cfg=reject_cfg)
+    npz = out / f"slices/{modality}/{volume}.npz"
     jobs.preprocess(
         modality,
         volume,
