@@ -280,3 +280,19 @@ def _point(link: Path, target: Path) -> None:
         partial.unlink()
     os.symlink(target, partial)
     os.replace(partial, link)
+
+
+def referenced_paths(source: str | os.PathLike, ref: str, key: str = "") -> list[str]:
+    """The paths under ``source`` (a folder or a zipped study) that ``ref`` (``VOLUME/f-<hex>``,
+    as the boundary wrote it) stands for: the keyed hash recomputed over every relative path and
+    name on this machine. A job that needs the file an output names (the original NIfTI of a
+    volume, say) finds it this way, and so does ``python -m medcyclegan locate``."""
+    m = FILE_REF.fullmatch(ref.strip())
+    if m is None:
+        return []
+    source = Path(source)
+    found = [str(source)] if keyed_digest(source.name, key) == m["digest"] else []
+    for relative in relative_paths(source):
+        if m["digest"] in (keyed_digest(relative, key), keyed_digest(relative.rsplit("/", 1)[-1], key)):
+            found.append(f"{source}/{relative}")
+    return found

@@ -11,6 +11,7 @@ from medcyclegan.config.settings import MODALITIES, ingest_settings, modality_se
 from medcyclegan.config.tasks import TASKS, TaskConfigs, training_only
 from medcyclegan.config.validation import ConfigError, validate_config
 from medcyclegan import privacy
+from medcyclegan.config import job_resources
 from medcyclegan.ingest import discovery
 from medcyclegan.preprocessing.split import volumes_in
 
@@ -99,20 +100,29 @@ def sheet_tracer(wildcards):
 
 
 def raw_source(wildcards):
-    """Raw study/session folder of a volume, with a clear message for an unknown id. Real data is
-    given through a link named by the volume id (privacy.job_source), so that no folder or file
-    name of the input shows in Snakemake's job listing; the demo's own folders need none."""
+    """Raw study/session folder of a volume (see job_source_of)."""
+    return job_source_of(wildcards.modality, wildcards.volume)
+
+
+def task_source(wildcards):
+    """The raw input of a task's source volume (see job_source_of)."""
+    return job_source_of(TASKS[wildcards.task], wildcards.volume)
+
+
+def job_source_of(modality, volume):
+    """Raw input of a volume, with a clear message for an unknown id. Real data is given through a
+    link named by the volume id (privacy.job_source), so that no folder or file name of the input
+    shows in Snakemake's job listing; the demo's own folders need none."""
     try:
-        raw = VOLUMES[wildcards.modality][wildcards.volume]
+        raw = VOLUMES[modality][volume]
     except KeyError:
-        known = ", ".join(list(VOLUMES[wildcards.modality])[:5])
+        known = ", ".join(list(VOLUMES[modality])[:5])
         raise WorkflowError(
-            f"no raw {wildcards.modality} volume named {wildcards.volume!r} "
-            f"(found {len(VOLUMES[wildcards.modality])}: {known}, ...)"
+            f"no raw {modality} volume named {volume!r} (found {len(VOLUMES[modality])}: {known}, ...)"
         ) from None
-    if using_demo(wildcards.modality) and raw.startswith(f"{DEMO}/"):
+    if using_demo(modality) and raw.startswith(f"{DEMO}/"):
         return raw
-    return privacy.job_source(raw, wildcards.volume, f"{SOURCE_LINKS}/{wildcards.modality}")
+    return privacy.job_source(raw, volume, f"{SOURCE_LINKS}/{modality}")
 
 
 def ingest_params(wildcards):
@@ -217,3 +227,33 @@ def report_targets():
     slice evaluation where the demo's paired true CT exists."""
     curves = [f"{RESULTS}/{t}/training_curves.png" for t in TASKS]
     return curves + [f"{RESULTS}/{t}/slice_eval.json" for t, src in TASKS.items() if using_demo(src)]
+
+
+# Memory and time of the per-volume jobs follow their input (docs/resources.md): Snakemake calls
+# these once per job while planning (the raw folder is listed, no file opened) and again when
+# the job is ready to run (its input then exists), with attempt = 1, 2, ... on retries.
+_SOURCE_BYTES = {}
+
+
+def ingest_source_bytes(source):
+    """The raw folder listed once for both requests; a missing (demo) input is asked again later."""
+    size = _SOURCE_BYTES.get(source) or job_resources.source_bytes(source)
+    if size:
+        _SOURCE_BYTES[source] = size
+    return size
+
+
+def ingest_mem_mb(wildcards, input, attempt):
+    return job_resources.ingest_mem_mb(ingest_source_bytes(input.source), attempt)
+
+
+def ingest_runtime(wildcards, input, attempt):
+    return job_resources.ingest_runtime_min(ingest_source_bytes(input.source), attempt)
+
+
+def preprocess_mem_mb(wildcards, input, attempt):
+    return job_resources.preprocess_mem_mb(job_resources.nifti_voxels(input.volume), attempt)
+
+
+def preprocess_runtime(wildcards, input, attempt):
+    return job_resources.preprocess_runtime_min(job_resources.nifti_voxels(input.volume), attempt)

@@ -19,7 +19,7 @@ rule synthesize:
         mask=lambda w: f"{RESULTS}/masks/{TASKS[w.task]}/{w.volume}.nii.gz",
         volume=lambda w: f"{RESULTS}/volumes/{TASKS[w.task]}/{w.volume}.nii.gz",
         info=lambda w: f"{RESULTS}/volumes/{TASKS[w.task]}/{w.volume}.json",
-        source=lambda w: VOLUMES[TASKS[w.task]][w.volume],
+        source=task_source,
     output:
         f"{RESULTS}/{{task}}/sct/{{volume}}.nii.gz",
     log:
@@ -35,6 +35,7 @@ rule synthesize:
     params:
         batch_size=config["evaluation"]["batch_size"],
         flip_average=config["evaluation"]["flip_average"],
+        id_key=config["privacy"]["id_key"],  # ingest.file is a keyed reference to the original file
     script:
         "../workflow_scripts/synthesize.py"
 
@@ -69,7 +70,7 @@ rule evaluate_volume:
         mask=lambda w: f"{RESULTS}/masks/{TASKS[w.task]}/{w.volume}.nii.gz",
         volume=lambda w: f"{RESULTS}/volumes/{TASKS[w.task]}/{w.volume}.nii.gz",
         info=lambda w: f"{RESULTS}/volumes/{TASKS[w.task]}/{w.volume}.json",
-        source=lambda w: VOLUMES[TASKS[w.task]][w.volume],
+        source=task_source,
         baselines=f"{RESULTS}/{{task}}/baselines.json",
     output:
         scores=f"{RESULTS}/{{task}}/eval/{{volume}}.json",
@@ -86,6 +87,7 @@ rule evaluate_volume:
         runtime=15,
     params:
         ct_mask=config["masking"]["ct"],
+        id_key=config["privacy"]["id_key"],  # ingest.file is a keyed reference to the original file
     script:
         "../workflow_scripts/evaluate_volume.py"
 

@@ -3,37 +3,7 @@
 # modality's settings (medcyclegan/config/settings.py); the paired real CT on the input's slices.
 # All three are in the job group "per_volume": on a cluster, profiles/slurm submits the jobs of 50
 # volumes as one Slurm job (group-components; docs/slurm.md). Local runs ignore groups.
-from medcyclegan.config import job_resources
-
-
-# Memory and time of the per-volume jobs follow their input (docs/resources.md): Snakemake calls
-# these once per job while planning (the raw folder is listed, no file opened) and again when
-# the job is ready to run (its input then exists), with attempt = 1, 2, ... on retries.
-_SOURCE_BYTES = {}
-
-
-def ingest_source_bytes(source):
-    """The raw folder listed once for both requests; a missing (demo) input is asked again later."""
-    size = _SOURCE_BYTES.get(source) or job_resources.source_bytes(source)
-    if size:
-        _SOURCE_BYTES[source] = size
-    return size
-
-
-def ingest_mem_mb(wildcards, input, attempt):
-    return job_resources.ingest_mem_mb(ingest_source_bytes(input.source), attempt)
-
-
-def ingest_runtime(wildcards, input, attempt):
-    return job_resources.ingest_runtime_min(ingest_source_bytes(input.source), attempt)
-
-
-def preprocess_mem_mb(wildcards, input, attempt):
-    return job_resources.preprocess_mem_mb(job_resources.nifti_voxels(input.volume), attempt)
-
-
-def preprocess_runtime(wildcards, input, attempt):
-    return job_resources.preprocess_runtime_min(job_resources.nifti_voxels(input.volume), attempt)
+# mem_mb and runtime of ingest and preprocess_volume follow their input: rules/common.smk
 
 
 rule ingest:

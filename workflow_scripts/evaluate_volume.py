@@ -17,7 +17,7 @@ with snakemake_job(snakemake) as smk:  # noqa: F821
         smk.input.npz,
         smk.input.mask,
         smk.input.volume,
-        original_input(smk.input.info, smk.input.source),
+        original_input(smk.input.info, smk.input.source, smk.params.id_key),
         smk.input.baselines,
         smk.output.scores,
         smk.output.panel,

@@ -19,4 +19,5 @@ with snakemake_job(snakemake, tensorflow=True) as smk:  # noqa: F821
         smk.output[0],
         batch_size=smk.params.batch_size,
         flip_average=smk.params.flip_average,
+        id_key=smk.params.id_key,
     )

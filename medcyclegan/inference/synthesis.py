@@ -33,6 +33,7 @@ from medcyclegan.io.slices import read_stack
 from medcyclegan.preprocessing.geometry import BACKGROUND, anti_alias
 from medcyclegan.preprocessing.intensity import to_physical
 from medcyclegan.preprocessing.slicing import place_window
+from medcyclegan.privacy import referenced_paths
 
 log = logging.getLogger("medcyclegan.synthesis")
 
@@ -228,15 +229,20 @@ def synthesize_preprocessed(
     return info
 
 
-def original_input(info_json, source) -> Path:
-    """The raw file a volume was ingested from: ``ingest.file`` of its info JSON, under ``source``."""
+def original_input(info_json, source, id_key: str = "") -> Path:
+    """The raw file a volume was ingested from: ``ingest.file`` of its info JSON under ``source``,
+    a pseudonymous reference (:mod:`medcyclegan.privacy`) resolved on this machine with ``id_key``."""
     source = Path(source)
     if source.is_file():
         return source
-    rel = json.loads(Path(info_json).read_text()).get("ingest", {}).get("file")
-    if not rel:
-        raise ValueError(f"{info_json}: no ingest.file recorded; cannot find the original input under {source}")
-    return source / rel
+    ref = str(json.loads(Path(info_json).read_text()).get("ingest", {}).get("file") or "")
+    found = [p for p in referenced_paths(source, ref, id_key) if Path(p).is_file()]
+    if len(found) != 1:
+        raise ValueError(
+            f"{info_json}: ingest.file {ref or '(none)'} names {len(found)} files under the volume's input, not one; "
+            f"was the input changed, or privacy.id_key, since it was ingested?"
+        )
+    return Path(found[0])
 
 
 def synthesize_job(
@@ -249,6 +255,7 @@ def synthesize_job(
     out_path,
     batch_size: int = 8,
     flip_average: bool = True,
+    id_key: str = "",
 ) -> dict:
     """Workflow job: sCT of one preprocessed test volume, on its original file's grid."""
     from medcyclegan.inference.runtime import generator_path, load_generator, load_manifest
@@ -262,7 +269,7 @@ def synthesize_job(
     sliced = {k: arrays[k] for k in ("images", "slice", "top_left")}
     canonical = sitk.ReadImage(str(canonical_path), sitk.sitkFloat32)
     head = sitk.GetArrayFromImage(sitk.ReadImage(str(mask_path))) > 0
-    original = original_input(info_json, source)
+    original = original_input(info_json, source, id_key)
     gen = load_generator(generator_path(model_dir, "to_ct"))
     return synthesize_preprocessed(
         gen, manifest["ct_value_range"], sliced, canonical, head, original, out_path, batch_size, flip_average

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
-from medcyclegan.errors import BadInput
 from medcyclegan import privacy
+from medcyclegan.errors import BadInput
 from medcyclegan.ingest.discovery import subject_of
 from medcyclegan.ingest.volume import read_plausible_volume
 from medcyclegan.io import atomic as io

@@ -11,10 +11,9 @@ printed on the console of whoever runs it, never written under ``results/``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from pathlib import Path
 
 from medcyclegan.ingest.discovery import discover
-from medcyclegan.privacy import FILE_REF, keyed_digest, relative_paths
+from medcyclegan.privacy import FILE_REF, referenced_paths
 
 
 def references_in(texts: Iterable[str]) -> list[str]:
@@ -25,14 +24,6 @@ def references_in(texts: Iterable[str]) -> list[str]:
         for m in FILE_REF.finditer(text):
             found[m.group(0)] = None
     return list(found)
-
-
-def _entries(source: Path) -> Iterable[tuple[str, list[str]]]:
-    """``(path, [texts it may have been hashed from])`` for the source itself and every file and
-    folder inside it (a zipped study's members as ``<zip>/<member>``)."""
-    yield str(source), [source.name]
-    for relative in relative_paths(source):
-        yield f"{source}/{relative}", [relative, relative.rsplit("/", 1)[-1]]
 
 
 def locate(
@@ -50,12 +41,7 @@ def locate(
         if ref in entries:
             results.append((ref, [entries[ref]]))
         elif owner in sources:
-            matches = {str(p) for p, names in _entries(Path(sources[owner])) if _any_digest(names, key, digest)}
-            results.append((ref, sorted(matches)))
+            results.append((ref, referenced_paths(sources[owner], ref, key)))
         else:
             results.append((ref, []))
     return results
-
-
-def _any_digest(texts: list[str], key: str, digest: str) -> bool:
-    return any(keyed_digest(t, key) == digest for t in texts)

@@ -148,6 +148,11 @@ COMMANDS: dict[str, How] = {
         "as written (prints [] here: no GPU)", expect=("[]",)
     ),
     "snakemake -n results/mr2ct/examples.png": How("as written", expect=(NOTHING_TO_DO,)),
+    ".venv/bin/python -m medcyclegan locate results/qc/rejected.csv": How(
+        "as written: the demo rejects nothing, so there is no reference to map "
+        "(tests/workflow/test_free_text_privacy.py maps real ones)",
+        expect=("no reference",),
+    ),
     "snakemake -n results/mr2ct/examples.png --quiet rules": How("as written"),
     "snakemake --summary": How("as written", expect=("results/mr2ct/examples.png",)),
     "snakemake --detailed-summary": How("as written", expect=("results/mr2ct/examples.png",)),
@@ -179,7 +184,7 @@ def write_readme_sample_sheet(sheet: Path) -> None:
     """The README's example ``cohort.tsv``, as shown, with each path it names as an empty file
     (NIfTI) or folder (a DICOM series or study) relative to the sheet."""
     block = (ROOT / "README.md").read_text().split("```text\n# cohort.tsv", 1)[1].split("```", 1)[0]
-    lines = [line for line in block.splitlines() if line.strip() and not line.startswith("#")]
+    lines = [line for line in block.splitlines()[1:] if line.strip() and not line.startswith("#")]
     header = lines[0].split("\t")
     for line in lines[1:]:
         path = sheet.parent / dict(zip(header, line.split("\t")))["path"]

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from medcyclegan.privacy import referenced_paths
 from medcyclegan.testing.phantoms import phantom
 from medcyclegan.testing.workflow import TINY_DEMO, TINY_TRAINING, scheduled_jobs, snakemake, write_config
 
@@ -48,7 +49,9 @@ def test_synthetic_ct_has_the_input_mr_geometry(evaluated):
     split = pd.read_csv(evaluated / "results/splits/mr.csv")
     for volume in split.loc[split.split == "test", "volume"]:
         info = json.loads((evaluated / f"results/volumes/mr/{volume}.json").read_text())
-        mr = nib.load(str(evaluated / f"results/demo/raw/mr/{volume}" / info["ingest"]["file"]))
+        # the info names the file by its reference (medcyclegan.privacy), resolved on this disk
+        (original,) = referenced_paths(evaluated / f"results/demo/raw/mr/{volume}", info["ingest"]["file"])
+        mr = nib.load(original)
         sct = nib.load(str(evaluated / f"results/mr2ct/sct/{volume}.nii.gz"))
         assert sct.shape == mr.shape and np.array_equal(sct.affine, mr.affine)
         assert nib.aff2axcodes(sct.affine) == nib.aff2axcodes(mr.affine)

@@ -74,10 +74,11 @@ def test_ct_restores_to_hu_and_background_is_exact(run):
 def test_series_selection_and_pet_frames_recorded(run):
     import json
 
-    from medcyclegan.privacy import text_ref
+    from medcyclegan.privacy import file_ref
 
     info = json.loads((run / "results/volumes/ct/CQ500-CT-3.json").read_text())
-    assert info["ingest"]["series_description"] == text_ref("CT PLAIN THIN")  # free text: a reference
+    # free text: a reference (the description is also the series folder's name, whose reference it gets)
+    assert info["ingest"]["series_description"] == file_ref("CQ500-CT-3", "CT PLAIN THIN")
     pet = json.loads((run / "results/volumes/pet/OAS30002_AV45_d0311.json").read_text())
     used = [f["index"] for f in pet["ingest"]["frames_used"]]
     assert used == [5, 6]  # 50-60 and 60-70 min
