@@ -33,7 +33,7 @@ from medcyclegan.io.slices import read_stack
 from medcyclegan.preprocessing.geometry import BACKGROUND, anti_alias
 from medcyclegan.preprocessing.intensity import to_physical
 from medcyclegan.preprocessing.slicing import place_window
-from medcyclegan.privacy import referenced_paths
+from medcyclegan.privacy import FILE_REF, referenced_paths
 
 log = logging.getLogger("medcyclegan.synthesis")
 
@@ -236,7 +236,10 @@ def original_input(info_json, source, id_key: str = "") -> Path:
     if source.is_file():
         return source
     ref = str(json.loads(Path(info_json).read_text()).get("ingest", {}).get("file") or "")
-    found = [p for p in referenced_paths(source, ref, id_key) if Path(p).is_file()]
+    if ref and not FILE_REF.fullmatch(ref):  # a layout name (mr.nii.gz) is written as it is
+        found = [str(source / ref)] if (source / ref).is_file() else []
+    else:
+        found = [p for p in referenced_paths(source, ref, id_key) if Path(p).is_file()]
     if len(found) != 1:
         raise ValueError(
             f"{info_json}: ingest.file {ref or '(none)'} names {len(found)} files under the volume's input, not one; "

@@ -367,6 +367,7 @@ CHECKS = {
         dicom_series_written,
         predict_dicom_target_written,
         real_layouts_planned,
+        sample_sheet_planned,
         override_planned,
         report_renders_every_category,
     )
