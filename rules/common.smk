@@ -30,7 +30,7 @@ SOURCE_LINKS = ".medcyclegan/sources"  # links to the raw inputs, named by volum
 
 wildcard_constraints:
     modality="|".join(MODALITIES),
-    split="train|test",
+    split="train|validation|test",
     volume=discovery.WILDCARD_REGEX,
     task="|".join(TASKS),
 
@@ -183,6 +183,7 @@ def split_volumes(modality, split):
         split,
         seed=config["split"]["seed"],
         test_fraction=config["split"]["test_fraction"],
+        val_fraction=config["split"]["val_fraction"],
         pinned=pinned_subjects(modality),
     )
 
@@ -204,7 +205,7 @@ def preprocessing_targets():
         f"{RESULTS}/ground_truth/{m}/{v}.npz" for m in ("mr", "pet") if using_demo(m) for v in split_volumes(m, "test")
     ]
     return ground_truth + (
-        [f"{RESULTS}/tfrecords/{m}/{s}.tfrecord" for m in MODALITIES for s in ("train", "test")]
+        [f"{RESULTS}/tfrecords/{m}/{s}.tfrecord" for m in MODALITIES for s in ("train", "validation", "test")]
         + [f"{RESULTS}/qc/{m}_slices.csv" for m in MODALITIES]
         + [f"{RESULTS}/qc/{m}_preview.png" for m in MODALITIES]
         + [f"{RESULTS}/splits/{m}.csv" for m in MODALITIES]

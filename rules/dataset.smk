@@ -21,6 +21,7 @@ rule split:
         volumes=lambda w: sorted(VOLUMES[w.modality]),
         seed=config["split"]["seed"],
         test_fraction=config["split"]["test_fraction"],
+        val_fraction=config["split"]["val_fraction"],
     script:
         "../workflow_scripts/split.py"
 

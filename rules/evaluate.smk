@@ -2,6 +2,7 @@
 # against paired real CT (demo ground truth, SynthRAD2023) with two baselines.
 #
 #   snakemake -j8 results/mr2ct/metrics.json     # sCT of every test subject + metrics + baselines
+#   snakemake -j8 results/mr2ct/validation_metrics.json   # the same over the validation subjects
 #   (the default target includes metrics.json and evaluation.png of every task with paired CT)
 #   snakemake -j8 predict                        # the volumes listed under predict: in config
 #
@@ -20,6 +21,7 @@ rule synthesize:
         volume=lambda w: f"{RESULTS}/volumes/{TASKS[w.task]}/{w.volume}.nii.gz",
         info=lambda w: f"{RESULTS}/volumes/{TASKS[w.task]}/{w.volume}.json",
         source=task_source,
+        gt_mask=lambda w: paired_mask(TASKS[w.task], w.volume),  # SynthRAD's mask.nii.gz (whole-mask synthesis)
     output:
         f"{RESULTS}/{{task}}/sct/{{volume}}.nii.gz",
     log:
@@ -36,6 +38,8 @@ rule synthesize:
         batch_size=config["evaluation"]["batch_size"],
         flip_average=config["evaluation"]["flip_average"],
         id_key=config["privacy"]["id_key"],  # ingest.file is a keyed reference to the original file
+        # SynthRAD2023: every slice holding the given mask or head is translated (the challenge's region)
+        whole_mask=lambda w: whole_mask(w.volume),
     script:
         "../workflow_scripts/synthesize.py"
 
@@ -88,6 +92,8 @@ rule evaluate_volume:
     params:
         ct_mask=config["masking"]["ct"],
         id_key=config["privacy"]["id_key"],  # ingest.file is a keyed reference to the original file
+        # SynthRAD2023: scored over the whole mask; else over the mask restricted to the synthesised slab
+        whole_mask=lambda w: whole_mask(w.volume),
     script:
         "../workflow_scripts/evaluate_volume.py"
 
@@ -117,6 +123,37 @@ rule metrics:
     resources:
         mem_mb=500,
         runtime=5,
+    params:
+        split="test",
+        bootstrap_resamples=config["evaluation"]["bootstrap_resamples"],
+        bootstrap_seed=config["evaluation"]["bootstrap_seed"],
+    script:
+        "../workflow_scripts/metrics_table.py"
+
+
+rule validation_metrics:
+    # the same table over the validation subjects with a paired CT (choose settings on these; the
+    # test split is scored only by rule metrics)
+    input:
+        scores=lambda w: [f"{RESULTS}/{w.task}/eval/{v}.json" for v in eval_volumes(w.task, "validation")],
+        model=f"{RESULTS}/{{task}}/model",
+    output:
+        csv=f"{RESULTS}/{{task}}/validation_metrics.csv",
+        json=f"{RESULTS}/{{task}}/validation_metrics.json",
+    log:
+        "logs/validation_metrics/{task}.log",
+    benchmark:
+        "logs/benchmarks/validation_metrics/{task}.tsv"
+    conda:
+        "../envs/medcyclegan.yaml"
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    params:
+        split="validation",
+        bootstrap_resamples=config["evaluation"]["bootstrap_resamples"],
+        bootstrap_seed=config["evaluation"]["bootstrap_seed"],
     script:
         "../workflow_scripts/metrics_table.py"
 

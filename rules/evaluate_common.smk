@@ -1,5 +1,6 @@
 # Helpers of rules/evaluate.smk: which volumes have a paired real CT, and the bring-your-own list.
 # Needs from rules/common.smk: RESULTS, TASKS, SYNTHRAD, paired_ct, split_volumes, slices_npz.
+# Splits scored: test (metrics.json) and validation (validation_metrics.json).
 import re
 
 
@@ -14,15 +15,28 @@ def test_volumes(task):
     return split_volumes(TASKS[task], "test")
 
 
-def eval_volumes(task):
-    """Test volumes of the task's source that have a paired real CT."""
+def validation_volumes(task):
+    """Validation volumes of the task's source (empty while the split has no validation subjects)."""
+    return split_volumes(TASKS[task], "validation")
+
+
+def eval_volumes(task, split="test"):
+    """Volumes of the task's source in ``split`` (test or validation) that have a paired real CT."""
     src = TASKS[task]
-    return [v for v in test_volumes(task) if paired_ct(src, v)]
+    return [v for v in split_volumes(src, split) if paired_ct(src, v)]
+
+
+def whole_mask(volume):
+    """SynthRAD2023 volumes are scored over the whole given mask (the challenge's region), so every
+    slice holding mask or head is translated; others (demo) keep the useful-slice slab."""
+    return volume in SYNTHRAD
 
 
 def evaluation_targets():
-    """Metrics and figure of every task whose test volumes have a paired real CT."""
-    return [f"{RESULTS}/{t}/{f}" for t in TASKS if eval_volumes(t) for f in ("metrics.json", "evaluation.png")]
+    """Metrics and figure of every task whose test volumes have a paired real CT, and the
+    validation metrics where validation volumes have one."""
+    test = [f"{RESULTS}/{t}/{f}" for t in TASKS if eval_volumes(t) for f in ("metrics.json", "evaluation.png")]
+    return test + [f"{RESULTS}/{t}/validation_metrics.json" for t in TASKS if eval_volumes(t, "validation")]
 
 
 def baseline_inputs(wildcards):

@@ -23,4 +23,5 @@ with snakemake_job(snakemake) as smk:  # noqa: F821
         smk.output.panel,
         gt_mask_path=smk.input.gt_mask[0] if smk.input.gt_mask else None,
         ct_mask_cfg=smk.params.ct_mask,
+        whole_mask=smk.params.whole_mask,
     )

@@ -16,4 +16,7 @@ with snakemake_job(snakemake) as smk:  # noqa: F821
         smk.output.json,
         task=smk.wildcards.task,
         model_manifest=load_manifest(smk.input.model),
+        split=smk.params.split,
+        bootstrap_resamples=smk.params.bootstrap_resamples,
+        bootstrap_seed=smk.params.bootstrap_seed,
     )

@@ -13,5 +13,6 @@ with snakemake_job(snakemake) as smk:  # noqa: F821
         smk.output[0],
         seed=smk.params.seed,
         test_fraction=smk.params.test_fraction,
+        val_fraction=smk.params.val_fraction,
         pinned=dict(smk.params.get("pinned", {})),
     )

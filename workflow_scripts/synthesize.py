@@ -20,4 +20,6 @@ with snakemake_job(snakemake, tensorflow=True) as smk:  # noqa: F821
         batch_size=smk.params.batch_size,
         flip_average=smk.params.flip_average,
         id_key=smk.params.id_key,
+        whole_mask=smk.params.whole_mask,
+        given_mask_path=smk.input.gt_mask[0] if smk.input.gt_mask else None,
     )

@@ -28,29 +28,33 @@ def write_slices(path: Path, n: int, modality: str, seed: int, size: int = 256) 
     """``n`` smooth random 256x256 slices in [-1, 1] in the project's TFRecord schema."""
     from scipy import ndimage
 
-    from medcyclegan.io.tfrecords import slice_example, write_tfrecord
+    from medcyclegan.io.tfrecords import volume_example, write_tfrecord
 
     rng = np.random.default_rng(seed)
 
+    def slice_image():
+        img = ndimage.gaussian_filter(rng.standard_normal((size, size)).astype(np.float32), 6)
+        return np.clip(img / (np.abs(img).max() + 1e-6), -1, 1)
+
     def examples():
-        for k in range(n):
-            img = ndimage.gaussian_filter(rng.standard_normal((size, size)).astype(np.float32), 6)
-            img = np.clip(img / (np.abs(img).max() + 1e-6), -1, 1)
+        for v, start in enumerate(range(0, n, 50)):  # volumes of 50 slices (the last one may be shorter)
+            idx = np.arange(start, min(start + 50, n)) % 50
             meta = {
-                "subject": f"bench{k // 50}",
-                "volume": f"bench{k // 50}",
-                "slice": k % 50,
+                "subject": f"bench{v}",
+                "volume": f"bench{v}",
+                "slice": idx,
                 "modality": modality,
                 "spacing": [1.0, 1.0, 1.0],
-                "z_mm": float(k % 50),
+                "z_mm": idx.astype(float),
                 "crop_offset": [0, 0],
                 "value_lo": -1024.0,
                 "value_hi": 3000.0,
                 "unit": "HU" if modality == "ct" else "a.u.",
             }
-            yield slice_example(img, meta)
+            yield volume_example(np.stack([slice_image() for _ in idx]), meta)
 
-    return write_tfrecord(path, examples())
+    write_tfrecord(path, examples())
+    return n
 
 
 def training_config(overrides: dict | None = None, task: str = "mr2ct") -> dict:

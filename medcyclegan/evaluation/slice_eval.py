@@ -36,21 +36,27 @@ def ct_head_mean_hu(ct_tfrecord) -> dict:
     return {"mean_hu": mean_hu, "n_pixels": n_pixels, "n_slices": n_slices}
 
 
-def read_volume_slices(tfrecord, volumes) -> dict:
-    """``{volume: {slice: (image [H, W] float32, value_lo, value_hi)}}`` for the given volumes (streamed)."""
+def read_volume_slices(tfrecord, volumes, context_slices: int = 0) -> dict:
+    """``{volume: {slice: (image [H, W] float32, value_lo, value_hi)}}`` for the given volumes
+    (streamed); with 2.5D context (k = ``context_slices`` > 0) ``image`` is the generator's input
+    [H, W, 2k + 1]: the slice and its k neighbours on each side."""
     from medcyclegan.io.tfrecords import read_dataset
 
     wanted = set(volumes)
     out: dict = {v: {} for v in wanted}
-    for e in read_dataset(tfrecord).as_numpy_iterator():
+    for e in read_dataset(tfrecord, context_slices=context_slices).as_numpy_iterator():
         vol = e["volume"].decode()
         if vol in wanted:
-            out[vol][int(e["slice"])] = (e["image"][..., 0], float(e["value_lo"]), float(e["value_hi"]))
+            image = e["image"] if context_slices else e["image"][..., 0]
+            out[vol][int(e["slice"])] = (image, float(e["value_lo"]), float(e["value_hi"]))
     return out
 
 
-def evaluate(generator, ct_value_range, src_test, ct_train, ground_truth_npz, batch_size: int = 8) -> dict:
-    """Evaluate ``generator`` (``f([B, H, W, 1] in [-1, 1]) -> [B, H, W, 1]``) against the ground truth.
+def evaluate(
+    generator, ct_value_range, src_test, ct_train, ground_truth_npz, batch_size: int = 8, context_slices: int = 0
+) -> dict:
+    """Evaluate ``generator`` (``f([B, H, W, 2k + 1] in [-1, 1]) -> [B, H, W, 1]``, k =
+    ``context_slices``) against the ground truth.
 
     Returns a JSON-ready dict with the pooled MAE (over all mask pixels of all volumes), the
     baseline MAE, and per-volume values.
@@ -73,7 +79,7 @@ def evaluate(generator, ct_value_range, src_test, ct_train, ground_truth_npz, ba
         return result
     baseline_hu = ct_head_mean_hu(ct_train)["mean_hu"]
     result["baseline_value_hu"] = baseline_hu
-    slices = read_volume_slices(src_test, gt_files)
+    slices = read_volume_slices(src_test, gt_files, context_slices)
 
     def predict(x):
         return np.asarray(generator(x, batch_size=batch_size) if _accepts_batch(generator) else generator(x))[..., 0]
@@ -96,7 +102,8 @@ def _score_volume(vol: str, gt_path, stored: dict, predict, ct_value_range, base
     if not have:
         log.warning("%s: none of the %d ground-truth slices is in %s", vol, len(idx), src_test)
         return None
-    x = np.stack([stored[int(idx[k])][0] for k in have])[..., None]
+    x = np.stack([stored[int(idx[k])][0] for k in have])
+    x = x[..., None] if x.ndim == 3 else x  # [n, H, W, 2k + 1]
     pred_hu = to_physical(predict(x), lo, hi, np.float64)
     true_hu, m = hu[have], mask[have]
     n = int(m.sum())
@@ -160,7 +167,14 @@ def run_slice_eval(model_dir, src_test, ct_train, ground_truth_npz, out_json) ->
 
     manifest = load_manifest(model_dir)
     gen = load_generator(generator_path(model_dir, "to_ct"))
-    result = evaluate(gen, manifest["ct_value_range"], src_test, ct_train, list(ground_truth_npz))
+    result = evaluate(
+        gen,
+        manifest["ct_value_range"],
+        src_test,
+        ct_train,
+        list(ground_truth_npz),
+        context_slices=manifest["context_slices"],
+    )
     result = {"task": manifest["task"], "model_step": manifest["step"], **result}
     io.write_text(out_json, json.dumps(result, indent=2))
     if result["mae_hu"] is not None:

@@ -9,6 +9,12 @@ workflow's CT head mask computed on the real CT) **restricted to the synthesised
 the axial slab the useful-slice filter kept (and the 256x256 window) of the input. The model is
 trained on the cranial range CQ500 covers, so it is not asked for the neck; the same mask is used
 for the model and both baselines, and ``fov_coverage`` reports how much of the head mask that is.
+
+SynthRAD2023 volumes (``whole_mask``) are scored as the challenge scores them: over the **whole**
+given ``mask.nii.gz``, no slab restriction. Their sCT covers every slice holding the mask or the
+input's head (:mod:`medcyclegan.inference.whole_mask`), the baselines are built on the same slices
+(each still inside the input's head mask, -1024 HU elsewhere, as on the demo), and ``fov_coverage`` is the share of the mask inside the translated slices' 256x256 windows (1.0
+unless the head is wider than the window).
 """
 
 from __future__ import annotations
@@ -76,9 +82,12 @@ def evaluate_volume(
     gt_mask_path=None,
     ct_mask_cfg: dict,
     hu_range=metrics.HU_RANGE,
+    whole_mask: bool = False,
 ) -> dict:
     """Score the sCT and the baselines of one volume; write the JSON and the figure panel.
 
+    ``whole_mask``: score over the whole real-CT mask (SynthRAD), the baselines on the slices the
+    whole-mask synthesis translated; else over the mask restricted to the synthesised slab.
     A volume rejected upstream (bad input, see results/qc/rejected.csv) gets a JSON saying so.
     """
     sliced, rejection = read_stack(npz_path)
@@ -92,15 +101,20 @@ def evaluate_volume(
     gt = sitk.GetArrayFromImage(gt_img).astype(np.float32)
     canonical = sitk.ReadImage(str(canonical_path), sitk.sitkFloat32)
     head, mask_source = _real_head_mask(gt, ref, gt_mask_path, ct_mask_cfg)
-    mask = head & _field_of_view_on(ref, sliced, canonical)
+    in_mask = sitk.GetArrayFromImage(sitk.ReadImage(str(canonical_mask_path))) > 0
+    if whole_mask:  # the model's slices; the baselines keep their rule: inside the input's head
+        sliced = _whole_mask_slices(sliced, canonical, in_mask, gt_mask_path)
+    fov = _field_of_view_on(ref, sliced, canonical)
+    mask = head if whole_mask else head & fov
     preds = {"model": sitk.GetArrayFromImage(sct_img)}
-    preds.update(_baseline_predictions(baselines_json, sliced, canonical_mask_path, canonical, ref))
+    preds.update(_baseline_predictions(baselines_json, sliced, in_mask, canonical, ref))
     scores = {name: metrics.score(gt, pred, mask, hu_range) for name, pred in preds.items()}
     result = {
         "volume": volume,
         "n_voxels": int(mask.sum()),
-        "fov_coverage": float(mask.sum() / max(int(head.sum()), 1)),
-        "mask": f"{mask_source}, restricted to the synthesised slab",
+        "fov_coverage": float((head & fov).sum() / max(int(head.sum()), 1)),
+        "mask": f"{mask_source}, whole" if whole_mask else f"{mask_source}, restricted to the synthesised slab",
+        "whole_mask": bool(whole_mask),
         "scores": scores,
     }
     io.write_json(out_json, result)
@@ -127,10 +141,18 @@ def _field_of_view_on(ref: sitk.Image, sliced: dict, canonical: sitk.Image) -> n
     return sitk.GetArrayFromImage(fov) > 0.5
 
 
-def _baseline_predictions(baselines_json, sliced: dict, canonical_mask_path, canonical, ref) -> dict:
-    """Each baseline's HU volume on ``ref``'s grid: built on the input's windows, then through
-    exactly the model's path back to the grid (window placement, resampling, rounding)."""
-    in_mask = sitk.GetArrayFromImage(sitk.ReadImage(str(canonical_mask_path))) > 0
+def _whole_mask_slices(sliced: dict, canonical, in_mask: np.ndarray, gt_mask_path) -> dict:
+    """The arrays of the slices the whole-mask synthesis translated, computed as it computes them."""
+    from medcyclegan.inference.whole_mask import given_mask_on, whole_mask_slices
+
+    given = given_mask_on(gt_mask_path, canonical) if gt_mask_path else None
+    return whole_mask_slices(sliced, canonical, in_mask, given).arrays
+
+
+def _baseline_predictions(baselines_json, sliced: dict, in_mask: np.ndarray, canonical, ref) -> dict:
+    """Each baseline's HU volume on ``ref``'s grid: built on the input's windows (``in_mask``: the
+    input's canonical head), then through exactly the model's path back to the grid (window
+    placement, resampling, rounding)."""
     size = int(sliced["images"].shape[-1])
     top_left = tuple(int(v) for v in sliced["top_left"])
     head_windows = extract_window(in_mask[sliced["slice"]], top_left, size, False)

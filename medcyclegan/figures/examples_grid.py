@@ -79,17 +79,20 @@ def scan_tfrecord(tfrecord) -> dict:
     return out
 
 
-def read_selected(tfrecord, wanted) -> dict:
-    """``{(volume, slice): record dict}`` for the wanted pairs (streamed)."""
+def read_selected(tfrecord, wanted, context_slices: int = 0) -> dict:
+    """``{(volume, slice): record dict}`` for the wanted pairs (streamed): ``image`` the slice [H, W],
+    ``stack`` the generator's input [H, W, 2k + 1] (2.5D context, k = ``context_slices``)."""
     from medcyclegan.io.tfrecords import read_dataset
 
     wanted = set(wanted)
+    k = int(context_slices)
     out = {}
-    for e in read_dataset(tfrecord).as_numpy_iterator():
+    for e in read_dataset(tfrecord, context_slices=k).as_numpy_iterator():
         key = (e["volume"].decode(), int(e["slice"]))
         if key in wanted:
             out[key] = {
-                "image": e["image"][..., 0],
+                "image": e["image"][..., k],
+                "stack": e["image"],
                 "subject": e["subject"].decode(),
                 "volume": key[0],
                 "slice": key[1],
@@ -240,7 +243,7 @@ def examples_grid(model_dir, src_test, ct_test, out_png, examples: dict, ground_
     picks = select_slices(scan_tfrecord(src_test), int(examples["n_inputs"]), frac)
     if not picks:
         raise ValueError(f"no test slices in {src_test}")
-    recs = read_selected(src_test, picks)
+    recs = read_selected(src_test, picks, manifest["context_slices"])
     gt_files = (
         {Path(p).name[: -len(".npz")]: p for p in ground_truth_npz} if examples.get("show_ground_truth", True) else {}
     )
@@ -250,7 +253,7 @@ def examples_grid(model_dir, src_test, ct_test, out_png, examples: dict, ground_
 
     label = MODALITY_LABEL.get(src, src)
     gen = load_generator(generator_path(model_dir, "to_ct"))
-    y = gen(np.stack([recs[p]["image"] for p in picks])[..., None])[..., 0]
+    y = gen(np.stack([recs[p]["stack"] for p in picks]))[..., 0]
     generated = [to_physical(y[i], lo_ct, hi_ct, np.float64) for i in range(len(picks))]
     inputs = [(recs[p]["image"], f"input {label}: {_name(recs[p])}\nslice {p[1]}") for p in picks]
     real_ct = [

@@ -79,15 +79,17 @@ def unet(
     dropout_blocks: int = 3,
     name: str = "unet",
     sync_batch_norm: bool = False,
+    in_channels: int | None = None,
 ) -> keras.Model:
-    """One U-Net: [B, S, S, C] in [-1, 1] -> [B, S, S, C] in [-1, 1] (tanh, float32).
+    """One U-Net: [B, S, S, C_in] in [-1, 1] -> [B, S, S, C] in [-1, 1] (tanh, float32).
 
     ``image_size=None`` builds it for any size divisible by ``2**depth`` (fully convolutional).
+    ``in_channels``: the input's channels (2.5D context stacks), default ``channels``.
     """
     check_unet_geometry(image_size, depth)
     norm_layer(norm)  # validates the name
     enc_f = encoder_filters(depth, base_filters)
-    inp = keras.Input((image_size, image_size, channels), name=f"{name}_input")
+    inp = keras.Input((image_size, image_size, in_channels or channels), name=f"{name}_input")
     x = inp
     skips = []
     for i, f in enumerate(enc_f):
@@ -128,14 +130,17 @@ def casnet(
     dropout_blocks: int = 3,
     name: str = "casnet",
     sync_batch_norm: bool = False,
+    in_channels: int | None = None,
 ) -> keras.Model:
     """CasNet generator: ``n_unets`` U-Nets in cascade (MedGAN uses 6, the original project 3).
 
     ``image_size=None``: for any size divisible by ``2**depth`` (trained on patches, run on whole slices).
+    ``in_channels``: channels of the input (2.5D context: ``2k + 1`` slices), default ``channels``;
+    the first U-Net maps them to ``channels``, the others ``channels`` to ``channels``.
     """
     if n_unets < 1:
         raise ValueError(f"n_unets must be >= 1, got {n_unets}")
-    inp = keras.Input((image_size, image_size, channels), name=f"{name}_input")
+    inp = keras.Input((image_size, image_size, in_channels or channels), name=f"{name}_input")
     x = inp
     for k in range(n_unets):
         net = unet(
@@ -148,6 +153,7 @@ def casnet(
             dropout_blocks=dropout_blocks,
             name=f"{name}_unet_{k + 1}",
             sync_batch_norm=sync_batch_norm,
+            in_channels=in_channels if k == 0 else None,
         )
         x = net(x)
     return keras.Model(inp, x, name=name)
@@ -204,6 +210,8 @@ def build_models(cfg: dict, channels: int = 1, sync_batch_norm: bool = False) ->
     """The four CycleGAN networks from a (merged, per-task) ``training`` config dict.
 
     Returns ``{"g_src2ct", "g_ct2src", "d_ct", "d_src"}``. ``sync_batch_norm``: see the module docstring.
+    ``training.context_slices`` = k > 0 (2.5D context): ``g_src2ct`` takes ``channels * (2k + 1)``
+    input channels (the slice and its neighbours) and outputs ``channels``; the others are unchanged.
     """
     gen_kw = dict(
         # patch training: the generators see image_size patches, and translate whole slices afterwards
@@ -224,8 +232,10 @@ def build_models(cfg: dict, channels: int = 1, sync_batch_norm: bool = False) ->
         norm=cfg.get("disc_norm") or cfg["norm"],
         sync_batch_norm=sync_batch_norm,
     )
+    k = int(cfg.get("context_slices", 0))
+    src_in = {"in_channels": channels * (2 * k + 1)} if k > 0 else {}
     return {
-        "g_src2ct": casnet(name="g_src2ct", **gen_kw),
+        "g_src2ct": casnet(name="g_src2ct", **gen_kw, **src_in),
         "g_ct2src": casnet(name="g_ct2src", **gen_kw),
         "d_ct": patchgan(name="d_ct", **disc_kw),
         "d_src": patchgan(name="d_src", **disc_kw),

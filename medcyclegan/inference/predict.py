@@ -118,6 +118,7 @@ def predict(
         original,
         batch_size,
         flip_average,
+        manifest["context_slices"],
     )
     info["n_slices_outside_trained_range"] = n_outside
     if output_path is not None:

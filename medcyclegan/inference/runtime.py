@@ -58,7 +58,8 @@ def configure_tensorflow(threads: int | None = None) -> list:
 
 
 def load_generator(path):
-    """Load an exported generator; return ``f(np.ndarray [B, H, W, 1]) -> np.ndarray`` (float32)."""
+    """Load an exported generator; return ``f(np.ndarray [B, H, W, C]) -> np.ndarray [B, H, W, 1]``
+    (float32; ``C`` = 1, or ``2k + 1`` for a source->CT generator with 2.5D context)."""
     import tensorflow as tf
 
     loaded = tf.saved_model.load(str(path))
@@ -66,14 +67,17 @@ def load_generator(path):
     def run(x, batch_size: int = 8):
         x = np.asarray(x, np.float32)
         outs = [loaded.serve(tf.constant(x[i : i + batch_size])).numpy() for i in range(0, len(x), batch_size)]
-        return np.concatenate(outs) if outs else np.zeros_like(x)
+        return np.concatenate(outs) if outs else np.zeros_like(x[..., :1])
 
     run.module = loaded
     return run
 
 
 def load_manifest(model_dir) -> dict:
-    return json.loads((Path(model_dir) / MANIFEST_FILE).read_text())
+    """``manifest.json`` of a model folder; ``context_slices`` is 0 where a model predates the key."""
+    manifest = json.loads((Path(model_dir) / MANIFEST_FILE).read_text())
+    manifest.setdefault("context_slices", 0)
+    return manifest
 
 
 def generator_path(model_dir, direction: str) -> Path:

@@ -108,7 +108,14 @@ def write_like(path, image: sitk.Image, original_path, dtype=np.int16) -> None:
 
 
 def translate(
-    generator, images: np.ndarray, ct_value_range, batch_size: int = 8, flip_average: bool = True
+    generator,
+    images: np.ndarray,
+    ct_value_range,
+    batch_size: int = 8,
+    flip_average: bool = True,
+    *,
+    slice_index=None,
+    context_slices: int = 0,
 ) -> np.ndarray:
     """[n, H, W] source slices in [-1, 1] -> [n, H, W] synthetic CT in HU.
 
@@ -116,16 +123,33 @@ def translate(
     average the two (test-time augmentation). The generators are trained with random left-right
     flips, so both passes are equally valid predictions; their mean damps the errors the two
     do not share (on the demo: MR 191 -> 174 HU MAE, PET 296 -> 288) at twice the cost.
+
+    ``context_slices`` = k > 0 (a model whose manifest says so): each slice goes in with its k
+    neighbours on each side, [n, H, W, 2k + 1], by :func:`medcyclegan.io.context.context_indices`
+    over ``slice_index`` (the slices' axial indices in their volume, [n]; None: ``images`` are
+    consecutive slices of one volume); the mirrored pass mirrors the whole stack.
     """
     images = np.asarray(images, np.float32)
     if images.shape[0] == 0:
         return np.zeros(images.shape, np.float32)
-    out = np.asarray(generator(images[..., None], batch_size=batch_size))[..., 0]
+    x = context_input(images, slice_index, context_slices)
+    out = np.asarray(generator(x, batch_size=batch_size))[..., 0]
     if flip_average:
-        mirrored = np.ascontiguousarray(images[:, :, ::-1, None])
+        mirrored = np.ascontiguousarray(x[:, :, ::-1, :])
         out = 0.5 * (out + np.asarray(generator(mirrored, batch_size=batch_size))[:, :, ::-1, 0])
     lo, hi = (float(v) for v in ct_value_range)
     return to_physical(np.clip(out, -1.0, 1.0), lo, hi)
+
+
+def context_input(images: np.ndarray, slice_index=None, context_slices: int = 0) -> np.ndarray:
+    """The generator's input for [n, H, W] slices: [n, H, W, 1], or the [n, H, W, 2k + 1] context
+    stacks for ``context_slices`` = k > 0 (see :func:`translate`)."""
+    from medcyclegan.io.context import context_stacks
+
+    images = np.asarray(images, np.float32)
+    if int(context_slices) == 0:
+        return images[..., None]
+    return np.ascontiguousarray(context_stacks(images, slice_index, int(context_slices)))
 
 
 def canonical_volume(
@@ -190,9 +214,19 @@ def synthesize_image(
     original,
     batch_size: int = 8,
     flip_average: bool = True,
+    context_slices: int = 0,
 ) -> tuple[sitk.Image, dict]:
-    """(sCT on the input's grid, info) of a preprocessed volume (``sliced``: its slices' arrays)."""
-    hu = translate(generator, sliced["images"], ct_value_range, batch_size, flip_average)
+    """(sCT on the input's grid, info) of a preprocessed volume (``sliced``: its slices' arrays;
+    ``context_slices``: the model's 2.5D context, from its manifest)."""
+    hu = translate(
+        generator,
+        sliced["images"],
+        ct_value_range,
+        batch_size,
+        flip_average,
+        slice_index=sliced["slice"],
+        context_slices=context_slices,
+    )
     vol = canonical_volume(hu, sliced["slice"], sliced["top_left"], canonical_like.GetSize()[::-1], head_mask)
     image = on_input_grid(vol, canonical_like, original, ct_value_range)
     info = {
@@ -214,10 +248,19 @@ def synthesize_preprocessed(
     out_path,
     batch_size: int = 8,
     flip_average: bool = True,
+    context_slices: int = 0,
 ) -> dict:
     """sCT for a volume the workflow already preprocessed, written to ``out_path``."""
     image, info = synthesize_image(
-        generator, ct_value_range, sliced, canonical_like, head_mask, original_path, batch_size, flip_average
+        generator,
+        ct_value_range,
+        sliced,
+        canonical_like,
+        head_mask,
+        original_path,
+        batch_size,
+        flip_average,
+        context_slices,
     )
     write_synthetic_ct(out_path, image, original_path)
     log.info(
@@ -259,8 +302,15 @@ def synthesize_job(
     batch_size: int = 8,
     flip_average: bool = True,
     id_key: str = "",
+    whole_mask: bool = False,
+    given_mask_path=None,
 ) -> dict:
-    """Workflow job: sCT of one preprocessed test volume, on its original file's grid."""
+    """Workflow job: sCT of one preprocessed test volume, on its original file's grid.
+
+    ``whole_mask`` (SynthRAD2023): also translate every slice holding the input's head or the
+    given mask (``given_mask_path``, SynthRAD's ``mask.nii.gz``), and keep the sCT inside either
+    (:mod:`medcyclegan.inference.whole_mask`); else only the kept slices, inside the input's head.
+    """
     from medcyclegan.inference.runtime import generator_path, load_generator, load_manifest
 
     manifest = load_manifest(model_dir)
@@ -272,8 +322,26 @@ def synthesize_job(
     sliced = {k: arrays[k] for k in ("images", "slice", "top_left")}
     canonical = sitk.ReadImage(str(canonical_path), sitk.sitkFloat32)
     head = sitk.GetArrayFromImage(sitk.ReadImage(str(mask_path))) > 0
+    n_added = 0
+    if whole_mask:
+        from medcyclegan.inference.whole_mask import given_mask_on, whole_mask_slices
+
+        given = given_mask_on(given_mask_path, canonical) if given_mask_path else None
+        extended = whole_mask_slices(arrays, canonical, head, given)
+        sliced, head, n_added = extended.arrays, extended.head, extended.n_added
+        log.info("%s: whole mask: %d slice(s) beyond the useful-slice slab translated", out_path, n_added)
     original = original_input(info_json, source, id_key)
     gen = load_generator(generator_path(model_dir, "to_ct"))
-    return synthesize_preprocessed(
-        gen, manifest["ct_value_range"], sliced, canonical, head, original, out_path, batch_size, flip_average
+    info = synthesize_preprocessed(
+        gen,
+        manifest["ct_value_range"],
+        sliced,
+        canonical,
+        head,
+        original,
+        out_path,
+        batch_size,
+        flip_average,
+        manifest["context_slices"],
     )
+    return {**info, "whole_mask": bool(whole_mask), "n_slices_beyond_slab": int(n_added)}

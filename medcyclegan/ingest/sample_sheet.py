@@ -4,7 +4,7 @@ layout, one row per volume.
 A tab-separated file (comma-separated when its name ends in ``.csv``; lines starting with ``#``
 and blank lines are skipped) with a header row naming its columns:
 
-``subject``  (required) the person: the unit of the train/test split. Dataset ids (``CQ500-CT-12``,
+``subject``  (required) the person: the unit of the train/validation/test split. Dataset ids (``CQ500-CT-12``,
              ``OAS30001``, ``1BA001``) are kept; any other value (a hospital id, a name) becomes
              ``anon-<12 hex>`` (:func:`medcyclegan.ingest.discovery.pseudonym` under
              ``privacy.id_key``), whatever ``privacy.ct_study_ids`` says (``hash`` hashes CQ500 ids too)
@@ -13,8 +13,7 @@ and blank lines are skipped) with a header row naming its columns:
              relative paths are relative to the sheet's folder
 ``session``  (optional) tells several scans of one subject and modality apart (``d0129``, ``2``)
 ``tracer``   (optional, PET only) a tracer of ``pet.windows_min`` (``PIB``, ``AV45``, ``FDG``)
-``split``    (optional) ``train`` or ``test``: pins the subject there (the workflow has no
-             separate validation split: ``validation`` is refused with a message saying so)
+``split``    (optional) ``train``, ``validation`` or ``test``: pins the subject there
 
 Volume ids: a CT without session is the subject id itself (``CQ500-CT-12``, ``anon-<hex>``: the id
 the same study gets in ``data.ct_dir``); every other row gives ``<subject>_<KIND>[_<session>]``
@@ -50,7 +49,7 @@ from medcyclegan.privacy import file_ref, keyed_digest
 
 COLUMNS = ("subject", "modality", "path", "session", "tracer", "split")
 REQUIRED = ("subject", "modality", "path")
-SPLITS = ("train", "test")
+SPLITS = ("train", "validation", "test")
 #: the JSON schema of one row (cells stripped; modality and split lower-, tracer upper-cased)
 ROW_SCHEMA = {
     "type": "object",
@@ -181,9 +180,7 @@ def _check(validator, record: dict, where) -> None:
     error = sorted(validator.iter_errors(record), key=lambda e: COLUMNS.index(str(e.path[0])) if e.path else 0)[0]
     column = str(error.path[0]) if error.path else None
     value = record.get(column, "")
-    if column == "split" and value == "validation":
-        msg = "'validation': this workflow has train and test splits only (test holds the subjects kept out of training); use train or test"
-    elif error.validator == "minLength":
+    if error.validator == "minLength":
         msg = "is empty (required)"
     elif error.validator == "enum":
         msg = f"{value!r} is not one of {', '.join(v for v in error.validator_value if v)}"

@@ -39,9 +39,10 @@ def phantom(path, codes="PIL", shape=(150, 170, 130), zooms=(1.3, 1.1, 1.4), mar
     return affine
 
 
-def model_folder(path, task: str, modality: str):
-    """A model folder with a manifest and the shipped config's preprocessing record of
-    ``modality`` but no SavedModel: for predict tests that pass :func:`identity_generator`."""
+def model_folder(path, task: str, modality: str, context_slices: int = 0):
+    """A model folder with a manifest (2.5D context of ``context_slices``) and the shipped config's
+    preprocessing record of ``modality`` but no SavedModel: for predict tests that pass
+    :func:`identity_generator`."""
     import json
     from pathlib import Path
 
@@ -54,7 +55,13 @@ def model_folder(path, task: str, modality: str):
 
     path = Path(path)
     path.mkdir()
-    manifest = {"task": task, "source_modality": modality, "step": 0, "ct_value_range": [-1024.0, 3000.0]}
+    manifest = {
+        "task": task,
+        "source_modality": modality,
+        "step": 0,
+        "ct_value_range": [-1024.0, 3000.0],
+        "context_slices": int(context_slices),
+    }
     (path / "manifest.json").write_text(json.dumps(manifest))
     config = validate_config(yaml.safe_load((ROOT / "config.yaml").read_text()))
     write_preprocessing(path, modality_settings(config, modality))

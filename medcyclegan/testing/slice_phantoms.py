@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from medcyclegan.io.tfrecords import slice_example, write_tfrecord
+from medcyclegan.io.tfrecords import volume_example, write_tfrecord
 
 SIZE = 32
 
@@ -36,23 +36,24 @@ def phantom(modality, k, size=SIZE):
 
 
 def write_domain(path, modality, n_volumes=2, n_slices=4, size=SIZE):
-    """``n_volumes`` x ``n_slices`` phantom slices of ``modality`` (slice indices from 10) at ``path``."""
+    """``n_volumes`` x ``n_slices`` phantom slices of ``modality`` (slice indices from 10) at ``path``,
+    one record per volume."""
     lo, hi = (-1024.0, 3000.0) if modality == "ct" else (0.0, 1000.0)
     recs = []
     for v in range(n_volumes):
-        for s in range(n_slices):
-            meta = dict(
-                subject=f"{modality}S{v}",
-                volume=f"{modality}V{v}",
-                slice=10 + s,
-                modality=modality,
-                spacing=[1, 1, 1],
-                z_mm=float(s),
-                crop_offset=[0, 0],
-                value_lo=lo,
-                value_hi=hi,
-                unit="HU" if modality == "ct" else "a.u.",
-            )
-            recs.append(slice_example(phantom(modality, v * n_slices + s, size), meta))
+        meta = dict(
+            subject=f"{modality}S{v}",
+            volume=f"{modality}V{v}",
+            slice=[10 + s for s in range(n_slices)],
+            modality=modality,
+            spacing=[1, 1, 1],
+            z_mm=[float(s) for s in range(n_slices)],
+            crop_offset=[0, 0],
+            value_lo=lo,
+            value_hi=hi,
+            unit="HU" if modality == "ct" else "a.u.",
+        )
+        images = np.stack([phantom(modality, v * n_slices + s, size) for s in range(n_slices)])
+        recs.append(volume_example(images, meta))
     write_tfrecord(path, recs)
     return path

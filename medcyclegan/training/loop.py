@@ -261,6 +261,7 @@ def _export(run: _Run, cfg: dict, model_dir, ct_train, step: int, preprocessing:
         fingerprint=run.fingerprint["fingerprint"],
         tiled=bool(cfg.get("patches")),
         preprocessing=preprocessing,
+        context_slices=int(cfg.get("context_slices", 0)),
     )
     return manifest, time.perf_counter() - t_exp
 

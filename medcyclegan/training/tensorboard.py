@@ -54,6 +54,8 @@ def write_translations(writer, trainer, src_batch, ct_batch, src: str, step: int
     with writer.as_default():
         g_src2ct, g_ct2src = trainer.export_generators()
         fake_ct = tf.cast(g_src2ct(src_batch, training=False), tf.float32)
+        k = int(getattr(trainer, "context", 0))  # 2.5D context stacks: show their centre slices
+        src_batch, ct_batch = src_batch[..., k : k + 1], ct_batch[..., k : k + 1]
         fake_src = tf.cast(g_ct2src(ct_batch, training=False), tf.float32)
         grid = tf.concat([src_batch, fake_ct, ct_batch, fake_src], axis=2)
         tb_images(f"{src}_to_ct_and_back/{src}|{src}2ct|ct|ct2{src}", (grid + 1) / 2, step, max_outputs=2)

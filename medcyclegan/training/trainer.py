@@ -14,6 +14,15 @@ synchronised over the replicas (the statistics of the global batch); instance no
 per image and needs nothing. Each replica keeps its own image pools
 (:class:`~medcyclegan.training.distribute.ReplicaImagePools`). Without a strategy (TensorFlow's
 default one) the trainer is the single-device one, unchanged.
+
+2.5D context (``training.context_slices`` = k > 0): both batches are stacks [B, S, S, 2k + 1]
+(each slice with its k neighbours on each side, the slice itself in channel k). ``g_src2ct``
+takes a stack and outputs one CT slice; ``g_ct2src`` and the discriminators stay one slice.
+Source cycle: source stack -> G -> fake CT -> F -> the source centre. CT cycle: F translates each
+of the CT stack's 2k + 1 slices (folded into the batch) into a fake source stack -> G -> the CT
+centre. Identity: G(CT stack) vs the CT centre, F(source centre) vs itself. Adversarial, outline,
+structure, perceptual and VGG terms, the discriminators and the image pools use centre slices.
+With k = 0 this is the one-slice computation, op for op.
 """
 
 from __future__ import annotations
@@ -79,6 +88,7 @@ class CycleGANTrainer:
         from medcyclegan.training import distribute
 
         self.cfg = cfg
+        self.context = int(cfg.get("context_slices", 0))  # 2.5D context: k neighbours on each side
         self.strategy = strategy if strategy is not None else tf.distribute.get_strategy()
         self.replicas = int(self.strategy.num_replicas_in_sync)
         self.distributed = distribute.is_distributed(self.strategy)
@@ -272,8 +282,35 @@ class CycleGANTrainer:
             self._update_ema()
         return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in per_replica.items()}
 
+    def _centre(self, x):
+        """The middle channel of a context stack [B, S, S, 2k + 1] (``x`` itself for k = 0)."""
+        k = self.context
+        return x if k == 0 else x[..., k : k + 1]
+
+    def _per_slice(self, net, x):
+        """``net`` on each channel of ``x`` [B, S, S, C] (folded into the batch) -> [B, S, S, C]."""
+        import tensorflow as tf
+
+        if self.context == 0:
+            return net(x, training=True)
+        b, h, w, c = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2], x.shape[-1]
+        folded = tf.reshape(tf.transpose(x, [0, 3, 1, 2]), [-1, h, w, 1])
+        y = net(folded, training=True)
+        return tf.transpose(tf.reshape(y, [b, c, h, w]), [0, 2, 3, 1])
+
+    def _cycles(self, src, ct):
+        """Both cycles' translations: ``(src centre, ct centre, fake_ct, rec_src, fake_src centre, rec_ct)``."""
+        G, F = self.g_src2ct, self.g_ct2src
+        fake_ct = G(src, training=True)
+        rec_src = F(fake_ct, training=True)
+        fake_src_stack = self._per_slice(F, ct)
+        rec_ct = G(fake_src_stack, training=True)
+        return self._centre(src), self._centre(ct), fake_ct, rec_src, self._centre(fake_src_stack), rec_ct
+
     def _replica_step(self, src, ct):
-        """Losses (means over this replica's batch) and both optimisers' updates of one step."""
+        """Losses (means over this replica's batch) and both optimisers' updates of one step.
+
+        ``src``, ``ct``: [B, S, S, 2k + 1] context stacks (k = ``training.context_slices``)."""
         import tensorflow as tf
 
         from medcyclegan.gan import losses as L
@@ -284,10 +321,8 @@ class CycleGANTrainer:
         w_p = float(cfg["perceptual_weight"])
         G, F, D_ct, D_src = self.g_src2ct, self.g_ct2src, self.d_ct, self.d_src
         with tf.GradientTape(persistent=True) as tape:
-            fake_ct = G(src, training=True)
-            rec_src = F(fake_ct, training=True)
-            fake_src = F(ct, training=True)
-            rec_ct = G(fake_src, training=True)
+            src_stack, ct_stack = src, ct
+            src, ct, fake_ct, rec_src, fake_src, rec_ct = self._cycles(src_stack, ct_stack)  # centres from here
 
             d_fake_ct = D_ct(fake_ct, training=True)
             d_fake_src = D_src(fake_src, training=True)
@@ -311,7 +346,7 @@ class CycleGANTrainer:
                 out["structure"] = structure
 
             if lam_id > 0:
-                identity = L.l1(G(ct, training=True), ct) + L.l1(F(src, training=True), src)
+                identity = L.l1(G(ct_stack, training=True), ct) + L.l1(F(src, training=True), src)
                 g_total += lam_id * identity
                 out["identity"] = identity
 

@@ -224,38 +224,53 @@ def ground_truth(gt_path: str, volume_path: str, npz_path: str, out_npz: str, *,
     io.write_npz(out_npz, **arrays, volume=sliced["volume"])
 
 
-def split(volumes: list[str], out_csv: str, *, seed: int, test_fraction: float, pinned: dict | None = None) -> None:
-    table = assign_split(volumes, seed=seed, test_fraction=test_fraction, pinned=pinned)
+def split(
+    volumes: list[str],
+    out_csv: str,
+    *,
+    seed: int,
+    test_fraction: float,
+    val_fraction: float = 0.0,
+    pinned: dict | None = None,
+) -> None:
+    table = assign_split(volumes, seed=seed, test_fraction=test_fraction, val_fraction=val_fraction, pinned=pinned)
     log.info("split: %s", table.groupby("split").subject.nunique().to_dict())
     io.write_csv(out_csv, table)
 
 
-def _examples(npz_paths):
+def _examples(npz_paths, counts: list):
+    """One Example per volume (``io.tfrecords`` schema); appends each written volume's slice count to ``counts``."""
     for path in npz_paths:
         data, rejection = read_stack(path)
         if rejection is not None:  # placeholder of a rejected volume (see results/qc/rejected.csv)
             log.warning("%s: volume rejected in rule %s, no slice written", str(data["volume"]), rejection["rule"])
             continue
-        for i in range(data["images"].shape[0]):
-            yield tfrecords.slice_example(
-                data["images"][i],
-                {
-                    "subject": str(data["subject"]),
-                    "volume": str(data["volume"]),
-                    "slice": int(data["slice"][i]),
-                    "modality": str(data["modality"]),
-                    "spacing": data["spacing"],
-                    "z_mm": float(data["z_mm"][i]),
-                    "crop_offset": data["top_left"],
-                    "value_lo": float(data["value_lo"]),
-                    "value_hi": float(data["value_hi"]),
-                    "unit": str(data["unit"]),
-                },
-            )
+        n = int(data["images"].shape[0])
+        if n == 0:  # no useful slice: nothing to write
+            continue
+        counts.append(n)
+        yield tfrecords.volume_example(
+            data["images"],
+            {
+                "subject": str(data["subject"]),
+                "volume": str(data["volume"]),
+                "slice": np.asarray(data["slice"], np.int64),
+                "modality": str(data["modality"]),
+                "spacing": data["spacing"],
+                "z_mm": np.asarray(data["z_mm"], np.float64),
+                "crop_offset": data["top_left"],
+                "value_lo": float(data["value_lo"]),
+                "value_hi": float(data["value_hi"]),
+                "unit": str(data["unit"]),
+            },
+        )
 
 
 def write_tfrecords(npz_paths: list[str], out_path: str) -> int:
-    n = tfrecords.write_tfrecord(out_path, _examples(npz_paths))
+    """Write the split's TFRecord (one Example per volume); return the number of slices in it."""
+    counts: list[int] = []
+    tfrecords.write_tfrecord(out_path, _examples(npz_paths, counts))
+    n = sum(counts)
     log.info("%s: %d slices from %d volumes", out_path, n, len(npz_paths))
     if n == 0:
         log.warning("%s: no slice at all (every volume of this split rejected or without useful slices)", out_path)

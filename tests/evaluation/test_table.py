@@ -131,3 +131,47 @@ def test_no_scored_subject_gives_an_empty_table(tmp_path):
     assert result["n_subjects"] == 0 and result["rejected"] == ["V9"] and result["subjects"] == []
     assert result["model_beats_baseline_mae"] is None
     assert all(v == {"mean": None, "std": None} for m in result["summary"].values() for v in m.values())
+
+
+def test_paired_differences_bootstrap_intervals_and_ratios(tmp_path, evals):
+    result = metrics_table(evals, tmp_path / "m.csv", tmp_path / "m.json", task="mr2ct")
+    assert result["split"] == "test"
+    assert result["bootstrap"] == {"resamples": 10000, "seed": 0, "level": 0.95}
+    diff = result["model_minus_baseline"]
+    assert set(diff) == set(METHODS[1:]) and all(set(d) == {"mae_hu", "psnr_db", "ssim"} for d in diff.values())
+    # model MAE 100, 120, 140 - mean_ct 300: -200, -180, -160; the bootstrap means of 3 subjects
+    # are -200 + 20 (i + j + k) / 3, whose 2.5 and 97.5 percentiles are the extremes (1/27 = 3.7% each)
+    assert diff["mean_ct"]["mae_hu"] == {"mean": pytest.approx(-180.0), "ci95": [-200.0, -160.0], "n_subjects": 3}
+    # intensity_map 90, 150, 150: 10, -30, -10 -> the interval reaches +10: not a clear win
+    assert diff["intensity_map"]["mae_hu"]["mean"] == pytest.approx(-10.0)
+    assert diff["intensity_map"]["mae_hu"]["ci95"] == pytest.approx([-30.0, 10.0])
+    # unpaired: subject b has no score, a and c give -300 and -360
+    assert diff["intensity_map_unpaired"]["mae_hu"]["n_subjects"] == 2
+    assert diff["intensity_map_unpaired"]["mae_hu"]["ci95"] == pytest.approx([-360.0, -300.0])
+    assert diff["mean_ct"]["psnr_db"]["mean"] == pytest.approx(6.0)  # 21 - 15 on every subject
+    assert diff["mean_ct"]["psnr_db"]["ci95"] == pytest.approx([5.0, 7.0])
+    assert result["model_beats_baseline_mae_ci"] == {
+        "mean_ct": True,
+        "intensity_map": False,
+        "intensity_map_unpaired": True,
+    }
+    assert result["model_to_baseline_mae_ratio"] == pytest.approx(
+        {"mean_ct": 120 / 300, "intensity_map": 120 / 130, "intensity_map_unpaired": 120 / 450}
+    )
+    again = metrics_table(evals, tmp_path / "m2.csv", tmp_path / "m2.json", task="mr2ct", split="validation")
+    assert again["split"] == "validation" and again["model_minus_baseline"] == diff  # seeded
+
+
+def test_one_subject_has_no_interval(tmp_path):
+    one = write_eval(
+        tmp_path / "a.json", "V1", {"model": scores(200.0, 18.0, 0.6), "mean_ct": scores(150.0, 19.0, 0.7)}
+    )
+    result = metrics_table(
+        [one], tmp_path / "m.csv", tmp_path / "m.json", task="pet2ct", bootstrap_resamples=50, bootstrap_seed=3
+    )
+    mae = result["model_minus_baseline"]["mean_ct"]["mae_hu"]
+    assert mae["mean"] == 50.0 and mae["ci95"] is None and mae["n_subjects"] == 1 and "at least 2" in mae["reason"]
+    assert result["model_minus_baseline"]["intensity_map"]["mae_hu"]["n_subjects"] == 0
+    assert result["model_beats_baseline_mae_ci"] == {"mean_ct": None}
+    assert result["model_to_baseline_mae_ratio"] == {"mean_ct": pytest.approx(200 / 150)}
+    assert result["bootstrap"] == {"resamples": 50, "seed": 3, "level": 0.95}

@@ -65,6 +65,32 @@ def test_marker_keeps_its_world_position(tmp_path, fake_model, codes, shape, zoo
     assert np.linalg.norm(found - MARKER_RAS) < 1.0, (found, MARKER_RAS)
 
 
+def test_context_model_gets_each_slice_between_its_neighbours(tmp_path, fake_model):
+    """A model trained with context_slices = 1 is fed [B, H, W, 3] stacks (centre in channel 1);
+    one that outputs the centre gives the single-slice model's sCT, one that outputs a neighbour
+    a shifted one."""
+    src = tmp_path / "mr.nii.gz"
+    phantom(src, "LPS", (90, 100, 80), (2.0, 2.0, 2.0))
+    context_model = model_folder(tmp_path / "model_k1", "mr2ct", "mr", context_slices=1)
+    seen = []
+
+    def channel(c):
+        def generator(x, batch_size=8):
+            seen.append(np.shape(x)[-1])
+            return np.asarray(x, np.float32)[..., c : c + 1]
+
+        return generator
+
+    outs = {name: tmp_path / f"{name}.nii.gz" for name in ("k0", "centre", "below")}
+    predict.predict(fake_model, src, outs["k0"], generator=identity_generator)
+    predict.predict(context_model, src, outs["centre"], generator=channel(1))
+    assert set(seen) == {3}
+    predict.predict(context_model, src, outs["below"], generator=channel(0))
+    k0, centre, below = (np.asarray(nib.load(str(p)).dataobj) for p in outs.values())
+    np.testing.assert_array_equal(centre, k0)
+    assert not np.array_equal(below, k0)
+
+
 def test_input_file_gets_exactly_the_workflow_slices(tmp_path):
     """The same MR as a session folder through the ingest and preprocess_volume jobs, and as a
     file through predict's preprocessing: identical slices, window and scaling."""

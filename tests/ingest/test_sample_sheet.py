@@ -87,13 +87,8 @@ def test_usable_rows_and_reasoned_rows(cohort):
         (["subject", "modality", "path"], ["A", "mr", "mri/none.nii.gz"], "column path: no such file or folder"),
         (
             ["subject", "modality", "path", "split"],
-            ["A", "mr", "mri/t1.nii.gz", "validation"],
-            "column split: 'validation': this workflow has train and test",
-        ),
-        (
-            ["subject", "modality", "path", "split"],
             ["A", "mr", "mri/t1.nii.gz", "tune"],
-            "column split: 'tune' is not one of train, test",
+            "column split: 'tune' is not one of train, validation, test",
         ),
         (
             ["subject", "modality", "path", "tracer"],

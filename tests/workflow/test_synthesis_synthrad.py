@@ -87,7 +87,11 @@ def test_synthrad_pairs_train_and_evaluate_end_to_end(tmp_path):
     result = json.loads((work / "results/mr2ct/metrics.json").read_text())
     (row,) = result["subjects"]
     mask = np.asarray(nib.load(str(brain / pid / "mask.nii.gz")).dataobj) > 0
-    assert row["volume"] == pid and 0 < row["n_voxels"] <= mask.sum()
+    # the challenge's region: the whole mask, every slice of it synthesised (not only the slab)
+    assert row["volume"] == pid and row["n_voxels"] == mask.sum() and result["split"] == "test"
+    sct_data = np.asarray(sct.dataobj)
+    assert all((sct_data[..., k][mask[..., k]] > -1024).any() for k in range(mask.shape[2]) if mask[..., k].any())
+    assert result["model_minus_baseline"]["mean_ct"]["mae_hu"]["n_subjects"] == 1
     baselines = json.loads((work / "results/mr2ct/baselines.json").read_text())
     assert baselines["intensity_map"]["kind"] == "paired" and baselines["intensity_map"]["n_subjects"] == 3
     # on registered pairs the per-intensity map must beat one mean value by far
