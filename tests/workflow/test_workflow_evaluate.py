@@ -40,6 +40,15 @@ def test_metrics_table_and_json(evaluated):
     # the paired intensity map is fitted on the demo's training ground truth: far better than one value
     assert result["summary"]["intensity_map"]["mae_hu"]["mean"] < result["summary"]["mean_ct"]["mae_hu"]["mean"]
     assert set(result["model_beats_baseline_mae"]) == {"mean_ct", "intensity_map", "intensity_map_unpaired"}
+    assert result["split"] == "test"
+    paired = result["model_minus_baseline"]["intensity_map"]["mae_hu"]
+    assert paired["n_subjects"] == len(test)
+    expected = result["summary"]["model"]["mae_hu"]["mean"] - result["summary"]["intensity_map"]["mae_hu"]["mean"]
+    assert paired["mean"] == pytest.approx(expected)
+    if len(test) < 2:  # the tiny demo tests one subject: no interval, and it says why
+        assert paired["ci95"] is None and "at least 2" in paired["reason"]
+    else:
+        assert paired["ci95"][0] <= paired["mean"] <= paired["ci95"][1]
     baselines = json.loads((evaluated / "results/mr2ct/baselines.json").read_text())
     assert baselines["intensity_map"]["kind"] == "paired" and baselines["intensity_map"]["n_subjects"] == 2
     assert (evaluated / "results/mr2ct/evaluation.png").stat().st_size > 20_000
