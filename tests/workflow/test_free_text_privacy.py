@@ -36,8 +36,10 @@ TARGETS = [
     "results/qc/discovery.csv",
     "results/qc/fixes.csv",
     "results/tfrecords/ct/train.tfrecord",
+    "results/tfrecords/ct/validation.tfrecord",
     "results/tfrecords/ct/test.tfrecord",
     "results/mr2ct/metrics.json",
+    "results/tfrecords/mr/validation.tfrecord",
     "results/mr2ct/evaluation.png",
     "results/mr2ct/examples.png",
     "results/qc/rejected.csv",
@@ -46,6 +48,7 @@ TARGETS = [
     "results/qc/pet_preview.png",
     "results/qc/pet_slices.csv",
     "results/tfrecords/pet/train.tfrecord",
+    "results/tfrecords/pet/validation.tfrecord",
     "results/tfrecords/pet/test.tfrecord",
 ]
 
@@ -105,7 +108,7 @@ def test_every_entry_is_in_the_discovery_report_and_every_volume_somewhere(run):
     in_records = {
         (m, ex["volume"].numpy().decode())
         for m in ("ct", "mr", "pet")
-        for s in ("train", "test")
+        for s in ("train", "validation", "test")
         for ex in read_dataset(str(work / f"results/tfrecords/{m}/{s}.tfrecord"))
     }
     missing = used - in_records - {(r.modality, r.volume) for r in rejected.itertuples()}

@@ -89,7 +89,9 @@ BAD = {
 
 # the TFRecords, the reject table and one of each QC output (the other QC jobs are the same
 # code; leaving them out keeps this test's CPU time down)
-TARGETS = [f"results/tfrecords/{m}/{s}.tfrecord" for m in ("ct", "mr", "pet") for s in ("train", "test")] + [
+TARGETS = [
+    f"results/tfrecords/{m}/{s}.tfrecord" for m in ("ct", "mr", "pet") for s in ("train", "validation", "test")
+] + [
     "results/qc/rejected.csv",
     "results/qc/ct_preview.png",
     "results/qc/mr_slices.csv",
@@ -172,7 +174,7 @@ def test_bad_volumes_rejected_with_reasons_good_ones_reach_tfrecords(run):
         assert word in row.reason and row.rule == "ingest" and row.file and row.action, row
     for modality, good in GOOD.items():
         volumes = set()
-        for split in ("train", "test"):
+        for split in ("train", "validation", "test"):
             volumes |= {
                 ex["volume"].decode() for ex in records(work / f"results/tfrecords/{modality}/{split}.tfrecord")
             }
