@@ -32,8 +32,26 @@ def load_preprocessing(model_dir, override=None) -> dict:
     return with_defaults(json.loads(path.read_text()))
 
 
-def configure_tensorflow(threads: int | None = None) -> list:
-    """Set CPU thread pools (before any op runs) and GPU memory growth; return the GPUs seen."""
+def thread_pools(threads: int, concurrent_ops: int = 1) -> tuple[int, int]:
+    """(intra-op, inter-op) thread counts sharing ``threads`` cores among ``concurrent_ops`` ops.
+
+    A graph with independent branches (the CycleGAN step's two cycles and four discriminator
+    calls) runs faster on few cores with its ops side by side, each on fewer threads, than one
+    after the other, each on all of them; a chain of ops (a generator at inference) wants all
+    cores inside each op.
+    """
+    n = max(1, int(threads))
+    inter = max(1, min(int(concurrent_ops), n))
+    if inter == 1:
+        return n, min(n, 2)
+    return max(1, n // inter), inter
+
+
+def configure_tensorflow(threads: int | None = None, concurrent_ops: int = 1) -> list:
+    """Set CPU thread pools (before any op runs) and GPU memory growth; return the GPUs seen.
+
+    ``concurrent_ops``: independent ops to run side by side (:func:`thread_pools`).
+    """
     try:
         import tensorflow as tf
     except ImportError as err:  # the package installs TensorFlow only with an extra
@@ -42,10 +60,10 @@ def configure_tensorflow(threads: int | None = None) -> list:
         ) from err
 
     if threads:
-        n = max(1, min(int(threads), available_cores()))
+        intra, inter = thread_pools(min(int(threads), available_cores()), concurrent_ops)
         try:
-            tf.config.threading.set_intra_op_parallelism_threads(n)
-            tf.config.threading.set_inter_op_parallelism_threads(min(n, 2))
+            tf.config.threading.set_intra_op_parallelism_threads(intra)
+            tf.config.threading.set_inter_op_parallelism_threads(inter)
         except RuntimeError:  # runtime already initialised (e.g. in tests)
             pass
     gpus = tf.config.list_physical_devices("GPU")

@@ -146,7 +146,8 @@ def _start_run(cfg: dict, task: str, src_train, ct_train, checkpoint_dir, thread
     from medcyclegan.training.trainer import CycleGANTrainer
 
     distribute.configure_devices(cfg)  # logical CPU replicas: before any op runs
-    gpus = select_devices(cfg.get("device", "auto"), configure_tensorflow(threads))
+    # the step's two cycles are independent branches: run them side by side (see thread_pools)
+    gpus = select_devices(cfg.get("device", "auto"), configure_tensorflow(threads, concurrent_ops=2))
     strategy = distribute.make_strategy(cfg)  # after select_devices: it reads the visible GPUs
     src = TASKS[task]
     log.info(
