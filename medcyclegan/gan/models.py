@@ -212,6 +212,7 @@ def build_models(cfg: dict, channels: int = 1, sync_batch_norm: bool = False) ->
     Returns ``{"g_src2ct", "g_ct2src", "d_ct", "d_src"}``. ``sync_batch_norm``: see the module docstring.
     ``training.context_slices`` = k > 0 (2.5D context): ``g_src2ct`` takes ``channels * (2k + 1)``
     input channels (the slice and its neighbours) and outputs ``channels``; the others are unchanged.
+    ``training.inverse_n_unets``: the cascade length of ``g_ct2src`` (default ``n_unets``).
     """
     gen_kw = dict(
         # patch training: the generators see image_size patches, and translate whole slices afterwards
@@ -236,7 +237,7 @@ def build_models(cfg: dict, channels: int = 1, sync_batch_norm: bool = False) ->
     src_in = {"in_channels": channels * (2 * k + 1)} if k > 0 else {}
     return {
         "g_src2ct": casnet(name="g_src2ct", **gen_kw, **src_in),
-        "g_ct2src": casnet(name="g_ct2src", **gen_kw),
+        "g_ct2src": casnet(name="g_ct2src", **{**gen_kw, "n_unets": cfg.get("inverse_n_unets") or cfg["n_unets"]}),
         "d_ct": patchgan(name="d_ct", **disc_kw),
         "d_src": patchgan(name="d_src", **disc_kw),
     }

@@ -97,3 +97,17 @@ def test_mixed_precision_keeps_float32_outputs():
     x = np.zeros((1, SIZE, SIZE, 1), "float32")
     assert g(x).dtype == "float32"
     assert d(x)[0].dtype == "float32"
+
+
+@pytest.mark.parametrize("inverse", [None, 1, 3])
+def test_inverse_generator_cascade_length(inverse):
+    from medcyclegan.config.tasks import task_config
+
+    training = {"image_size": SIZE, "n_unets": 2, "unet_depth": 3, "unet_filters": BASE, "inverse_n_unets": inverse}
+    cfg = task_config(training, "mr2ct")
+    nets = models.build_models(cfg)
+    n_inverse = sum(layer.name.startswith("g_ct2src_unet_") for layer in nets["g_ct2src"].layers)
+    n_forward = sum(layer.name.startswith("g_src2ct_unet_") for layer in nets["g_src2ct"].layers)
+    assert (n_forward, n_inverse) == (2, inverse or 2)
+    x = np.zeros((1, SIZE, SIZE, 1), "float32")
+    assert nets["g_ct2src"](x).shape == (1, SIZE, SIZE, 1)
