@@ -74,6 +74,35 @@ def outline_loss(real, translated, tau: float = 0.02):
     return l1(head_mask(real, tau), head_mask(translated, tau))
 
 
+def depth_rings(x, n_rings: int, tau: float = 0.02):
+    """[B, H, W, n_rings] masks of the head's pixels at depth 0, 1, ... n_rings - 1 px from its outline.
+
+    Depth is the chessboard distance to the background, by repeated 3x3 erosions of the soft head
+    mask (``head_mask``). The erosion ignores what lies beyond the image border, so a window cut
+    out of a slice gets rings only along the head's own outline.
+    """
+    mask = head_mask(x, tau)
+    rings = []
+    for _ in range(n_rings):
+        eroded = -tf.nn.max_pool2d(-mask, 3, 1, "SAME")
+        rings.append(mask - eroded)
+        mask = eroded
+    return tf.concat(rings, axis=-1)
+
+
+def depth_profile(x, rings):
+    """(mean of ``x`` over each ring [n], pixels per ring [n]) over the whole batch."""
+    weight = tf.reduce_sum(rings, axis=[0, 1, 2])
+    total = tf.reduce_sum(_f32(x) * rings, axis=[0, 1, 2])
+    return total / tf.maximum(weight, 1e-6), weight
+
+
+def depth_profile_loss(profile, target, weight):
+    """L1 between a translation's depth profile and the target domain's, over the rings present."""
+    present = tf.cast(weight > 0.5, tf.float32)
+    return tf.reduce_sum(tf.abs(profile - target) * present) / tf.maximum(tf.reduce_sum(present), 1.0)
+
+
 # 4-neighbourhood of the 2D MIND descriptor and the Gaussian that weights its patch distances
 _MIND_SHIFTS = ((0, 1), (1, 0), (0, -1), (-1, 0))
 _MIND_KERNEL = np.outer(*(2 * [np.array([0.27901, 0.44198, 0.27901], np.float32)]))  # sigma 0.8 px, sum 1

@@ -128,7 +128,14 @@ class CycleGANTrainer:
         # exponential moving average of the generators' weights (what is exported when enabled)
         self.ema_decay = float(cfg.get("ema_decay", 0.0))
         self.ema = self._ema_twins(channels) if self.ema_decay > 0 else {}
+        # the domains' running depth profiles (target of the depth-profile loss)
+        self.profiles = {}
+        if float(cfg.get("depth_profile_weight", 0.0)) > 0:
+            self.profiles = {
+                name: self._profile_variables(name, int(cfg["depth_profile_rings"])) for name in ("ct", "src")
+            }
         self.checkpoint = tf.train.Checkpoint(
+            **{f"profile_{k}_{i}": v for k, pair in self.profiles.items() for i, v in enumerate(pair)},
             step=self.step,
             g_src2ct=self.g_src2ct,
             g_ct2src=self.g_ct2src,
@@ -139,6 +146,50 @@ class CycleGANTrainer:
             pool_ct=self.pool_ct,
             pool_src=self.pool_src,
             **{f"ema_{k}": m for k, m in self.ema.items()},
+        )
+
+    @staticmethod
+    def _profile_variables(name: str, n_rings: int):
+        """(running mean profile, 1 where a ring has been seen) of one domain, mean over replicas."""
+        import tensorflow as tf
+
+        def var(suffix):
+            return tf.Variable(
+                tf.zeros([n_rings]),
+                trainable=False,
+                name=f"profile_{name}_{suffix}",
+                aggregation=tf.VariableAggregation.MEAN,
+            )
+
+        return var("mean"), var("seen")
+
+    def _track_profile(self, name: str, profile, weight):
+        """Fold a real batch's depth profile into the domain's running mean; return the mean."""
+        import tensorflow as tf
+
+        mean, seen = self.profiles[name]
+        decay = float(self.cfg["depth_profile_decay"])
+        present = tf.cast(weight > 0.5, tf.float32)
+        blended = tf.where(seen > 0, decay * mean + (1.0 - decay) * profile, profile)
+        mean.assign(tf.where(present > 0, blended, mean))
+        seen.assign(tf.maximum(seen, present))
+        return tf.stop_gradient(tf.identity(mean))
+
+    def _depth_profile_loss(self, src, ct, fake_ct, fake_src):
+        """Each translation's depth profile (rings of its input's outline) against its target domain's."""
+        import tensorflow as tf
+
+        from medcyclegan.gan import losses as L
+
+        n = int(self.cfg["depth_profile_rings"])
+        src_rings = tf.stop_gradient(L.depth_rings(src, n))
+        ct_rings = tf.stop_gradient(L.depth_rings(ct, n))
+        target_ct = self._track_profile("ct", *L.depth_profile(ct, ct_rings))
+        target_src = self._track_profile("src", *L.depth_profile(src, src_rings))
+        fake_ct_profile, src_weight = L.depth_profile(fake_ct, src_rings)
+        fake_src_profile, ct_weight = L.depth_profile(fake_src, ct_rings)
+        return L.depth_profile_loss(fake_ct_profile, target_ct, src_weight) + L.depth_profile_loss(
+            fake_src_profile, target_src, ct_weight
         )
 
     def _adam(self):
@@ -307,6 +358,16 @@ class CycleGANTrainer:
         rec_ct = G(fake_src_stack, training=True)
         return self._centre(src), self._centre(ct), fake_ct, rec_src, self._centre(fake_src_stack), rec_ct
 
+    def _cycle_weight(self):
+        """``lambda_cycle``, ramped linearly from 0 over the first ``cycle_warmup_steps`` steps."""
+        import tensorflow as tf
+
+        lam = float(self.cfg["lambda_cycle"])
+        warmup = int(self.cfg.get("cycle_warmup_steps", 0))
+        if warmup <= 0:
+            return lam
+        return lam * tf.minimum(1.0, tf.cast(self.step, tf.float32) / float(warmup))
+
     def _replica_step(self, src, ct):
         """Losses (means over this replica's batch) and both optimisers' updates of one step.
 
@@ -316,8 +377,8 @@ class CycleGANTrainer:
         from medcyclegan.gan import losses as L
 
         cfg = self.cfg
-        lam = float(cfg["lambda_cycle"])
-        lam_id = float(cfg["lambda_identity"]) * lam
+        lam_id = float(cfg["lambda_identity"]) * float(cfg["lambda_cycle"])
+        lam = self._cycle_weight()
         w_p = float(cfg["perceptual_weight"])
         G, F, D_ct, D_src = self.g_src2ct, self.g_ct2src, self.d_ct, self.d_src
         with tf.GradientTape(persistent=True) as tape:
@@ -338,6 +399,12 @@ class CycleGANTrainer:
                 outline = L.outline_loss(src, fake_ct) + L.outline_loss(ct, fake_src)
                 g_total += w_o * outline
                 out["outline"] = outline
+
+            w_d = float(cfg.get("depth_profile_weight", 0.0))
+            if w_d > 0:
+                depth = self._depth_profile_loss(src, ct, fake_ct, fake_src)
+                g_total += w_d * depth
+                out["depth_profile"] = depth
 
             w_s = float(cfg.get("structure_weight", 0.0))
             if w_s > 0:

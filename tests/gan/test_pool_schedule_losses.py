@@ -127,3 +127,36 @@ def test_vgg_loss_from_local_weights_file(tmp_path):
     assert float(c) == 0.0 and float(s) == 0.0
     c, s = vgg(x, -x)
     assert float(c) > 0 and float(s) > 0
+
+
+def test_depth_rings_follow_the_outline_not_the_window_border():
+    img = -np.ones((1, 12, 12, 1), np.float32)
+    img[0, 2:10, 2:12] = 0.5  # a head that runs off the window's right edge
+    rings = losses.depth_rings(tf.constant(img), 4).numpy()[0]
+    depth = np.full((12, 12), -1)
+    for k in range(4):
+        depth[rings[..., k] > 0.5] = k
+    assert set(np.unique(rings)) <= {0.0, 1.0}
+    assert (depth[img[0, ..., 0] < 0] == -1).all()  # background belongs to no ring
+    assert depth[2, 5] == 0 and depth[3, 5] == 1 and depth[5, 5] == 3 and depth[5, 2] == 0
+    assert depth[5, 11] == 3  # the window border is not an outline: no ring 0 along it
+    assert depth[6, 11] == 3 and depth[2, 11] == 0
+
+
+def test_depth_profile_loss_tells_swapped_rings():
+    img = -np.ones((1, 16, 16, 1), np.float32)
+    img[0, 2:14, 2:14] = 0.0
+    rings = losses.depth_rings(tf.constant(img), 3)
+    right = img.copy()
+    right[0, 3:13, 3:13] = 0.8  # a bright ring one pixel below the outline
+    right[0, 4:12, 4:12] = 0.0
+    swapped = img.copy()
+    swapped[0, 2:14, 2:14] = 0.8  # the bright ring on the outline
+    swapped[0, 3:13, 3:13] = 0.0
+    target, weight = losses.depth_profile(tf.constant(right), rings)
+    np.testing.assert_allclose(target.numpy(), [0.0, 0.8, 0.0], atol=1e-6)
+    assert float(losses.depth_profile_loss(target, target, weight)) == 0.0
+    got, _ = losses.depth_profile(tf.constant(swapped), rings)
+    assert float(losses.depth_profile_loss(got, target, weight)) == pytest.approx((0.8 + 0.8 + 0.0) / 3, rel=1e-5)
+    # rings absent from a batch do not count
+    assert float(losses.depth_profile_loss(got, target, tf.constant([0.0, 0.0, 10.0]))) == pytest.approx(0.0)
