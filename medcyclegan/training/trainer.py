@@ -358,16 +358,6 @@ class CycleGANTrainer:
         rec_ct = G(fake_src_stack, training=True)
         return self._centre(src), self._centre(ct), fake_ct, rec_src, self._centre(fake_src_stack), rec_ct
 
-    def _cycle_weight(self):
-        """``lambda_cycle``, ramped linearly from 0 over the first ``cycle_warmup_steps`` steps."""
-        import tensorflow as tf
-
-        lam = float(self.cfg["lambda_cycle"])
-        warmup = int(self.cfg.get("cycle_warmup_steps", 0))
-        if warmup <= 0:
-            return lam
-        return lam * tf.minimum(1.0, tf.cast(self.step, tf.float32) / float(warmup))
-
     def _replica_step(self, src, ct):
         """Losses (means over this replica's batch) and both optimisers' updates of one step.
 
@@ -377,8 +367,8 @@ class CycleGANTrainer:
         from medcyclegan.gan import losses as L
 
         cfg = self.cfg
-        lam_id = float(cfg["lambda_identity"]) * float(cfg["lambda_cycle"])
-        lam = self._cycle_weight()
+        lam = float(cfg["lambda_cycle"])
+        lam_id = float(cfg["lambda_identity"]) * lam
         w_p = float(cfg["perceptual_weight"])
         G, F, D_ct, D_src = self.g_src2ct, self.g_ct2src, self.d_ct, self.d_src
         with tf.GradientTape(persistent=True) as tape:

@@ -242,21 +242,6 @@ def test_train_steps_change_every_model(trainer, data):
     assert int(trainer.pool_ct.count.numpy()) == 3
 
 
-def test_cycle_warmup_ramps_the_cycle_terms_in(data):
-    warm = CycleGANTrainer(tiny_config(cycle_warmup_steps=4, lambda_identity=0.0, perceptual_weight=0.0))
-    weights = []
-    for step in (0, 1, 4, 9):
-        warm.step.assign(step)
-        weights.append(float(warm._cycle_weight()))
-    assert weights == pytest.approx([0.0, 2.5, 10.0, 10.0])
-    warm.step.assign(0)
-    out = warm.train_step(*next(iter(unpaired_dataset(data["mr"], data["ct"], warm.cfg, seed=0))))
-    # at step 0 the generators' objective holds no cycle term, though the cycles are not exact
-    assert float(out["cycle_src"]) > 0 and float(out["cycle_ct"]) > 0
-    no_cycle = float(out["g_adv_ct"]) + float(out["g_adv_src"]) + warm.cfg["outline_weight"] * float(out["outline"])
-    assert float(out["g_total"]) == pytest.approx(no_cycle, rel=1e-5)
-
-
 def test_depth_profile_tracks_real_images_and_checkpoints(tmp_path, data):
     tr = CycleGANTrainer(tiny_config(depth_profile_weight=1.0, depth_profile_rings=5, lambda_identity=0.0))
     src, ct = next(iter(unpaired_dataset(data["mr"], data["ct"], tr.cfg, seed=0)))
