@@ -272,6 +272,9 @@ class CycleGANTrainer:
                 for v in replica.variables:
                     out[f"{prefix}/{v.name}"] = np.array(v.numpy())
                 out[f"{prefix}/rng"] = np.array(replica.rng.state.numpy())
+        for name, pair in self.profiles.items():
+            for suffix, v in zip(("mean", "seen"), pair):
+                out[f"profile_{name}/{suffix}"] = np.array(v.numpy())
         out["step"] = np.array(self.step.numpy())
         return out
 

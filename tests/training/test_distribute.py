@@ -125,9 +125,11 @@ def scenarios(out: Path) -> None:
         bool(getattr(layer, "synchronized", False)) for layer in unet.layers if "norm" in layer.name
     ]
 
-    # (b) a pool per replica; (c) checkpoint after 3 steps, restore into a fresh trainer, 2 more steps
+    # (b) a pool per replica; (c) checkpoint after 3 steps, restore into a fresh trainer, 2 more
+    # steps; both with the depth-profile loss, whose running profiles are replica-mean variables
+    pooled = dict(pool_size=3, depth_profile_weight=1.0, depth_profile_rings=6)
     keras.utils.set_random_seed(1)
-    t3 = CycleGANTrainer(config(pool_size=3), strategy=two)
+    t3 = CycleGANTrainer(config(**pooled), strategy=two)
     train(t3, 3, "pools")
     result["counts"] = {
         n: [int(p.count.numpy()) for p in pool.replicas] for n, pool in (("ct", t3.pool_ct), ("src", t3.pool_src))
@@ -138,7 +140,7 @@ def scenarios(out: Path) -> None:
     result["b_after"] = train(t3, 2)
     save_vars(t3, "b_after")
     keras.utils.set_random_seed(99)  # another initialisation: the restore must overwrite all of it
-    t4 = CycleGANTrainer(config(pool_size=3), strategy=two)
+    t4 = CycleGANTrainer(config(**pooled), strategy=two)
     save_vars(t4, "c_fresh")
     t4.checkpoint.restore(manager.latest_checkpoint).assert_consumed()
     save_vars(t4, "c_restored")
@@ -146,7 +148,7 @@ def scenarios(out: Path) -> None:
     save_vars(t4, "c_after")
 
     # (e) another number of replicas, as loop.py restores (assert_existing_objects_matched)
-    t5 = CycleGANTrainer(config(pool_size=3), strategy=one)
+    t5 = CycleGANTrainer(config(**pooled), strategy=one)
     t5.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()  # 2 -> 1
     save_vars(t5, "e_one")
     one_device_ck = tf.train.CheckpointManager(t5.checkpoint, str(out / "ck1"), max_to_keep=1).save(3)
@@ -252,6 +254,13 @@ def test_resume_on_two_replicas_continues_exactly(runs):
     result, v = runs
     saved, fresh, restored = v["b_saved"], v["c_fresh"], v["c_restored"]
     assert saved.keys() == restored.keys() and len(pool_keys(saved)) == 12
+    # the running depth profiles: learnt from the real batches (CT: air outside, tissue within)
+    assert {k for k in saved if k.startswith("profile_")} == {
+        f"profile_{d}/{s}" for d in ("ct", "src") for s in ("mean", "seen")
+    }
+    for domain in ("ct", "src"):
+        assert saved[f"profile_{domain}/seen"].sum() >= 3 and np.abs(saved[f"profile_{domain}/mean"]).max() > 0.05
+        assert not np.array_equal(v["b_after"][f"profile_{domain}/mean"], saved[f"profile_{domain}/mean"])
     assert sum(not np.array_equal(fresh[k], saved[k]) for k in saved) > 10
     for k in saved:  # weights, EMA, Adam, BN statistics, every replica's pool and its RNG, the step
         np.testing.assert_array_equal(restored[k], saved[k], err_msg=k)
