@@ -35,8 +35,8 @@ TINY_TRAINING = {
         "pool_size": 2,
         "shuffle_buffer": 8,
         "tensorboard_images": False,
-        # config.yaml trains PET longer (training.tasks.pet2ct): the tiny budget applies to both tasks
-        "tasks": {"pet2ct": {"steps": 6, "lr_decay_steps": 3}},
+        # config.yaml sets each task's steps (training.tasks): the tiny budget applies to both
+        "tasks": {task: {"steps": 6, "lr_decay_steps": 3} for task in ("mr2ct", "pet2ct")},
     }
 }
 

@@ -107,9 +107,17 @@ def test_config_file_validates_with_snakemake_schema():
         validate_config(cfg)
         for task in TASKS:
             task_config(cfg["training"], task)
-    full = task_config(yaml.safe_load((root / "config/full.yaml").read_text())["training"], "mr2ct")
-    assert (full["image_size"], full["unet_depth"], full["unet_filters"], full["norm"]) == (256, 8, 64, "batch")
-    assert full["patches"] is False  # the demo's windowed training does not leak into the full recipe
+    # `--configfile config/full.yaml` on top of config.yaml: no demo setting, shared or per task, leaks in
+    from medcyclegan.config.validation import deep_update
+
+    merged = deep_update(
+        yaml.safe_load((root / "config.yaml").read_text()), yaml.safe_load((root / "config/full.yaml").read_text())
+    )
+    for task in TASKS:
+        full = task_config(merged["training"], task)
+        assert (full["image_size"], full["unet_depth"], full["unet_filters"], full["norm"]) == (256, 8, 64, "batch")
+        assert full["patches"] is False and (full["steps"], full["disc_layers"]) == (320000, 2)
+        assert full["inverse_n_unets"] is None and full["depth_profile_weight"] == 0
 
 
 # ----------------------------------------------------------------------------- input
