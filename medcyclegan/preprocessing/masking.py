@@ -1,14 +1,15 @@
 """Automated head mask: replaces the original project's manual removal of the noise around the skull.
 
-Recipe (scikit-image / SciPy): smooth, threshold (fixed level or Otsu), fill holes slice by
-slice, erode (cuts the CT headrest, table and noise specks off the head), keep the largest 3D
-connected component, dilate back, close, fill holes again. Morphology thresholds Euclidean
-distance maps computed with the voxel spacing, so radii are true millimetres on any grid and
-the cost does not grow with the radius.
+Recipe (scikit-image / SciPy): smooth, threshold (fixed level, Otsu, or a multiple of the
+background floor), fill holes slice by slice, erode (cuts the CT headrest, table and noise
+specks off the head), keep the largest 3D connected component, dilate back, close, fill holes
+again. Morphology thresholds Euclidean distance maps computed with the voxel spacing, so radii
+are true millimetres on any grid and the cost does not grow with the radius.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,15 +107,71 @@ def fill_holes_axial(mask: np.ndarray) -> np.ndarray:
     return mask | ~outside[labels]
 
 
-def threshold_value(smoothed: np.ndarray, params: MaskParams) -> float:
+#: how many noise standard deviations above the floor a head voxel must be at least: a smoothed
+#: noise voxel crosses that line with odds of about one in three million, so no speckle of the
+#: background reaches the mask, whatever the floor's level
+NOISE_SIGMAS = 5.0
+#: where most of a volume is exactly zero, its background was zeroed upstream and there is no
+#: floor to measure (its "level" would land on the head's own values): the background method
+#: then takes this share of Otsu's threshold instead
+ZEROED_BACKGROUND_OTSU_SCALE = 0.1
+
+
+def background_floor(volume: np.ndarray, sigma_vox=0.0) -> tuple[float, float]:
+    """Level and noise standard deviation of the floor around the head, after smoothing by
+    ``sigma_vox`` (voxels) as the mask does.
+
+    Why: in a head PET most of the field of view is background (a scatter/randoms floor, or
+    zero-mean noise after filtered back-projection), and the scalp's faint uptake stands above it
+    by a steadier factor than it stands below the brain's uptake, which an Otsu threshold follows
+    (amyloid status, tracer). The level is the mode of the values below Otsu's threshold (the
+    brain is above it); the noise is the spread on the mode's dark side, which the head does not
+    reach. Exact zeros are outside the reconstructed field of view: they are left out, and the
+    smoothing is normalised so that they do not darken the floor next to them.
+    """
+    measured = np.isfinite(volume) & (volume != 0)
+    if not measured.any():
+        raise ValueError("no measured voxel (all zero or not finite) to estimate a background floor from")
+    values = np.where(measured, volume, 0).astype(np.float32)
+    if np.any(sigma_vox):
+        weight = ndimage.gaussian_filter(measured.astype(np.float32), sigma_vox)
+        values = ndimage.gaussian_filter(values, sigma_vox) / np.maximum(weight, 1e-6)
+    values = values[measured]
+    if values.min() == values.max():
+        return float(values[0]), 0.0
+    dark = values[values < filters.threshold_otsu(values[:: values.size // 2_000_000 + 1])]
+    counts, edges = np.histogram(dark, bins=1024)
+    counts = ndimage.gaussian_filter1d(counts.astype(float), 2.0)  # a stable peak on few voxels
+    peak = int(counts.argmax())
+    level = 0.5 * (edges[peak] + edges[peak + 1])
+    below = level - dark[dark < level]
+    noise = 1.4826 * float(np.median(below)) if below.size else 0.0  # MAD of a normal noise
+    return float(level), noise
+
+
+def threshold_value(volume: np.ndarray, smoothed: np.ndarray, sigma_vox, params: MaskParams) -> float:
+    """The intensity above which a smoothed voxel is head: a number, ``threshold_scale`` times an
+    Otsu threshold (``otsu``), or ``threshold_scale`` times the background floor but at least
+    ``NOISE_SIGMAS`` noise deviations above it (``background``)."""
     if isinstance(params.threshold, str):
+        if params.threshold == "background":
+            if not np.any(np.isfinite(volume) & (volume != 0)):
+                return math.inf  # nothing measured: an empty mask, rejected downstream as "no head"
+            if np.mean(volume == 0) > 0.5:  # a background zeroed upstream: no floor to measure
+                return ZEROED_BACKGROUND_OTSU_SCALE * otsu_threshold(smoothed)
+            level, noise = background_floor(volume, sigma_vox)
+            return max(level * params.threshold_scale, level + NOISE_SIGMAS * noise)
         if params.threshold != "otsu":
             raise ValueError(f"unknown threshold method {params.threshold!r}")
-        values = smoothed[np.isfinite(smoothed)]
-        if values.size > 2_000_000:  # Otsu on a subsample: same histogram, less time
-            values = values[:: values.size // 2_000_000 + 1]
-        return float(filters.threshold_otsu(values)) * params.threshold_scale
+        return otsu_threshold(smoothed) * params.threshold_scale
     return float(params.threshold)
+
+
+def otsu_threshold(smoothed: np.ndarray) -> float:
+    values = smoothed[np.isfinite(smoothed)]
+    if values.size > 2_000_000:  # Otsu on a subsample: same histogram, less time
+        values = values[:: values.size // 2_000_000 + 1]
+    return float(filters.threshold_otsu(values))
 
 
 def head_mask(volume: np.ndarray, spacing_zyx, params: MaskParams) -> tuple[np.ndarray, dict]:
@@ -126,7 +183,7 @@ def head_mask(volume: np.ndarray, spacing_zyx, params: MaskParams) -> tuple[np.n
     volume = np.asarray(volume, dtype=np.float32)
     sigma = params.smoothing_sigma_mm / spacing if params.smoothing_sigma_mm > 0 else 0
     smoothed = ndimage.gaussian_filter(volume, sigma) if np.any(sigma) else volume
-    thr = threshold_value(smoothed, params)
+    thr = threshold_value(volume, smoothed, sigma, params)
     above = smoothed > thr
     filled = fill_holes_axial(above)
     # Opening with the component choice in the middle: erode, keep the largest component, dilate
