@@ -69,3 +69,9 @@ def test_split_is_by_subject_deterministic_and_stable():
     merged = t.merge(t2, on="volume")
     assert (merged.split_x != merged.split_y).sum() <= 2
     assert n_test_subjects(2, 0.2) == 1 and n_test_subjects(1, 0.5) == 0 and n_test_subjects(5, 0.99) == 4
+
+
+def test_unit_range_stays_within_one_when_float32_rounds_the_window_edge_up():
+    lo, hi = 766.0, 767.00004  # a float32 image clipped to hi holds 767.00006
+    y = intensity.to_unit_range(np.array([0.0, 767.0, 800.0], np.float32), lo, hi)
+    assert y.max() == 1.0 and y.min() == -1.0
