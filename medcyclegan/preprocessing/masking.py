@@ -139,7 +139,7 @@ def background_floor(volume: np.ndarray, sigma_vox=0.0) -> tuple[float, float]:
     values = values[measured]
     if values.min() == values.max():
         return float(values[0]), 0.0
-    dark = values[values < filters.threshold_otsu(values[:: values.size // 2_000_000 + 1])]
+    dark = values[values < otsu_threshold(values)]
     counts, edges = np.histogram(dark, bins=1024)
     counts = ndimage.gaussian_filter1d(counts.astype(float), 2.0)  # a stable peak on few voxels
     peak = int(counts.argmax())
