@@ -102,7 +102,25 @@ def fill_and_validate(instance: dict, schema: dict) -> jsonschema.ValidationErro
         errors = sorted(validator.iter_errors(instance), key=lambda e: (len(e.path), str(e.path)))
         if errors:
             break
-    return jsonschema.exceptions.best_match(errors) if errors else None
+    if errors:
+        return jsonschema.exceptions.best_match(errors)
+    sort_keys_in_place(instance)
+    return None
+
+
+def sort_keys_in_place(mapping: dict) -> None:
+    """Reorder every nested dict of ``mapping`` by key, in place.
+
+    Snakemake compares a rule's params by their ``repr``, so a settings dict must not depend on
+    where a value came from (config.yaml, ``--config``, a schema default): otherwise the same
+    values in another order rerun the rule.
+    """
+    items = sorted(mapping.items(), key=lambda kv: str(kv[0]))
+    mapping.clear()
+    for key, value in items:
+        if isinstance(value, dict):
+            sort_keys_in_place(value)
+        mapping[key] = value
 
 
 def load_config(path: str | Path, overrides: dict | None = None) -> dict[str, Any]:

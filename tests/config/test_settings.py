@@ -115,3 +115,21 @@ def test_a_stored_record_missing_keys_gets_them_from_the_schema():
         full["reject"]["min_head_volume_ml"]
         == load_schema()["properties"]["reject"]["properties"]["min_head_volume_ml"]["default"]
     )
+
+
+def test_settings_do_not_depend_on_where_a_value_was_given():
+    # Snakemake compares params by repr: a default spelled out on the command line (inserted
+    # before the schema fills the rest) must give the same dicts, or the rule reruns
+    from medcyclegan.config.tasks import task_config, training_only
+
+    implicit = load_config(ROOT / "config.yaml")
+    explicit = load_config(ROOT / "config.yaml", overrides={"training": {"seed": implicit["training"]["seed"]}})
+    spelled_first = validate_config({"training": {"seed": implicit["training"]["seed"]}})
+    implicit_defaults = validate_config({})
+    assert repr(explicit) == repr(implicit)
+    assert repr(spelled_first) == repr(implicit_defaults)
+    for task in ("mr2ct", "pet2ct"):
+        merged = [training_only(task_config(cfg["training"], task)) for cfg in (implicit, explicit)]
+        assert repr(merged[0]) == repr(merged[1])
+    for modality in MODALITIES:
+        assert repr(modality_settings(explicit, modality)) == repr(modality_settings(implicit, modality))

@@ -64,6 +64,16 @@ def test_nothing_changed_nothing_to_do(demo_run):
     assert dry_run(demo_run, {}, "unchanged.yaml") == []
 
 
+def test_a_default_spelled_out_on_the_command_line_reruns_nothing(demo_run):
+    # the benchmark's `--config "training={seed: S}"` with the default seed: same values, so no
+    # job may see its params as changed (Snakemake compares them by repr, key order included)
+    from medcyclegan.config.validation import schema_defaults
+
+    seed = schema_defaults("training")["seed"]
+    out = snakemake(demo_run, "-n", *TARGETS, "--config", f"training={{seed: {seed}}}").stdout
+    assert scheduled(out) == []
+
+
 def test_mr_masking_change_reruns_mr_masking_and_downstream_only(demo_run):
     jobs = dry_run(demo_run, {"masking": {"mr": {"threshold_scale": 0.45}}}, "mr_masking.yaml")
     assert kinds(jobs) == {
