@@ -29,9 +29,9 @@ def percentile_window(values: np.ndarray, percentiles) -> tuple[float, float]:
 
 
 def to_unit_range(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """``[lo, hi]`` -> ``[-1, 1]``, clipped. The result is clipped again: a float64 window edge that
-    float32 rounds up would otherwise map to just above 1."""
-    x = np.clip(np.asarray(x, dtype=np.float32), lo, hi)
+    """``[lo, hi]`` -> ``[-1, 1]``, clipped after the affine map: clipping the input instead would let
+    a float64 window edge that float32 rounds up map to just above 1."""
+    x = np.asarray(x, dtype=np.float32)
     return np.clip(2.0 * (x - lo) / (hi - lo) - 1.0, -1.0, 1.0).astype(np.float32)
 
 
