@@ -87,7 +87,7 @@ def seed_row(task: str, seed: int, folder: Path) -> dict[str, Any]:
 
 
 def target_met(task: str, row: dict) -> bool:
-    """The issue's targets on the test subjects (see the module doc)."""
+    """The targets on the test subjects (see the module doc)."""
     model, paired, mean_ct = (row[f"test_{m}_mae_hu"] for m in ("model", "intensity_map", "mean_ct"))
     if None in (model, paired, mean_ct):
         return False
